@@ -1,0 +1,211 @@
+//! Directive parsing and merging: `websockify_pass`, `websockify_buffer_size` and the
+//! three timeouts.
+
+use core::ffi::{c_char, c_void};
+use core::{mem, ptr};
+
+use ngx::ffi::{
+    ngx_addr_t, ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value,
+    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_conf_ctx_t,
+    ngx_http_core_loc_conf_t, ngx_http_core_module, ngx_http_script_variables_count, ngx_msec_t,
+    ngx_parse_size, ngx_parse_time, ngx_parse_url, ngx_pcalloc, ngx_str_t, ngx_url_t,
+    NGX_LOG_EMERG,
+};
+use ngx::ngx_conf_log_error;
+
+use crate::handler;
+
+pub const DEFAULT_PORT: u16 = 5900;
+/// 65535 + 4 + 4, the original module's default: one maximal 16-bit frame and headers.
+const DEFAULT_BUFFER: usize = 65543;
+const DEFAULT_TIMEOUT: ngx_msec_t = 60_000;
+const MIN_BUFFER: usize = 256;
+const MAX_BUFFER: usize = 16 * 1024 * 1024;
+
+const UNSET_SIZE: usize = usize::MAX;
+const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
+const CONF_OK: *mut c_char = ptr::null_mut();
+const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
+
+/// Where a location relays to.
+pub enum Target {
+    /// Parsed (and resolved) when the configuration is read.
+    Static {
+        addrs: *mut ngx_addr_t,
+        naddrs: usize,
+    },
+    /// Has variables: evaluated for each request.
+    Dynamic(ngx_http_complex_value_t),
+}
+
+pub struct LocConf {
+    pub target: *const Target,
+    pub buffer_size: usize,
+    pub connect_timeout: ngx_msec_t,
+    pub read_timeout: ngx_msec_t,
+    pub send_timeout: ngx_msec_t,
+}
+
+pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    let conf = ngx_pcalloc((*cf).pool, mem::size_of::<LocConf>()) as *mut LocConf;
+    if !conf.is_null() {
+        conf.write(LocConf {
+            target: ptr::null(),
+            buffer_size: UNSET_SIZE,
+            connect_timeout: UNSET_MSEC,
+            read_timeout: UNSET_MSEC,
+            send_timeout: UNSET_MSEC,
+        });
+    }
+    conf.cast()
+}
+
+pub unsafe extern "C" fn merge_loc_conf(
+    _cf: *mut ngx_conf_t,
+    prev: *mut c_void,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let prev = &*(prev as *const LocConf);
+    let conf = &mut *(conf as *mut LocConf);
+    // Like proxy_pass, the target is not inherited: it belongs to its location.
+    merge(&mut conf.buffer_size, prev.buffer_size, UNSET_SIZE, DEFAULT_BUFFER);
+    for (cur, prev) in [
+        (&mut conf.connect_timeout, prev.connect_timeout),
+        (&mut conf.read_timeout, prev.read_timeout),
+        (&mut conf.send_timeout, prev.send_timeout),
+    ] {
+        merge(cur, prev, UNSET_MSEC, DEFAULT_TIMEOUT);
+    }
+    CONF_OK
+}
+
+fn merge<T: PartialEq + Copy>(cur: &mut T, prev: T, unset: T, default: T) {
+    if *cur == unset {
+        *cur = if prev == unset { default } else { prev };
+    }
+}
+
+/// The directive's name and its single argument.
+unsafe fn directive(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t) -> (&'static str, ngx_str_t) {
+    let args = (*(*cf).args).elts as *const ngx_str_t;
+    let name = core::str::from_utf8((*cmd).name.as_bytes()).unwrap_or("websockify");
+    (name, *args.add(1))
+}
+
+fn show(value: &ngx_str_t) -> &str {
+    core::str::from_utf8(value.as_bytes()).unwrap_or("(not UTF-8)")
+}
+
+pub unsafe extern "C" fn set_pass(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let conf = &mut *(conf as *mut LocConf);
+    let (name, mut value) = directive(cf, cmd);
+    if !conf.target.is_null() {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
+        return CONF_ERROR;
+    }
+    let target = if ngx_http_script_variables_count(&mut value) > 0 {
+        let mut cv: ngx_http_complex_value_t = mem::zeroed();
+        let mut ccv: ngx_http_compile_complex_value_t = mem::zeroed();
+        ccv.cf = cf;
+        ccv.value = &mut value;
+        ccv.complex_value = &mut cv;
+        if ngx_http_compile_complex_value(&mut ccv) != 0 {
+            return CONF_ERROR;
+        }
+        Target::Dynamic(cv)
+    } else {
+        let mut u: ngx_url_t = mem::zeroed();
+        u.url = value;
+        u.default_port = DEFAULT_PORT;
+        if ngx_parse_url((*cf).pool, &mut u) != 0 || u.naddrs == 0 {
+            let why = if u.err.is_null() {
+                "no address"
+            } else {
+                core::ffi::CStr::from_ptr(u.err).to_str().unwrap_or("invalid")
+            };
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid target \"{}\" in \"{name}\" directive: {why}",
+                show(&value)
+            );
+            return CONF_ERROR;
+        }
+        Target::Static {
+            addrs: u.addrs,
+            naddrs: u.naddrs,
+        }
+    };
+    let slot = ngx_pcalloc((*cf).pool, mem::size_of::<Target>()) as *mut Target;
+    if slot.is_null() {
+        return CONF_ERROR;
+    }
+    slot.write(target);
+    conf.target = slot;
+
+    let ctx = (*cf).ctx as *mut ngx_http_conf_ctx_t;
+    let clcf = *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t;
+    (*clcf).handler = Some(handler::handler);
+    CONF_OK
+}
+
+pub unsafe extern "C" fn set_size(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let (name, mut value) = directive(cf, cmd);
+    let field = &mut *((conf as *mut u8).add((*cmd).offset) as *mut usize);
+    if *field != UNSET_SIZE {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
+        return CONF_ERROR;
+    }
+    let size = ngx_parse_size(&mut value);
+    match usize::try_from(size) {
+        Ok(size) if (MIN_BUFFER..=MAX_BUFFER).contains(&size) => {
+            *field = size;
+            CONF_OK
+        }
+        _ => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid value \"{}\" in \"{name}\" directive, it must be a size from {MIN_BUFFER} to 16m",
+                show(&value)
+            );
+            CONF_ERROR
+        }
+    }
+}
+
+pub unsafe extern "C" fn set_msec(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let (name, mut value) = directive(cf, cmd);
+    let field = &mut *((conf as *mut u8).add((*cmd).offset) as *mut ngx_msec_t);
+    if *field != UNSET_MSEC {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
+        return CONF_ERROR;
+    }
+    match ngx_msec_t::try_from(ngx_parse_time(&mut value, 0)) {
+        Ok(ms) if ms > 0 => {
+            *field = ms;
+            CONF_OK
+        }
+        _ => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid value \"{}\" in \"{name}\" directive, it must be a time above 0",
+                show(&value)
+            );
+            CONF_ERROR
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! websockify inside nginx: a WebSocket (RFC 6455) to TCP bridge for noVNC.
+//!
+//! `codec` and `handshake` are plain Rust (no nginx types) and unit-tested with
+//! `cargo test`; the rest is the nginx glue, left out of test builds because it
+//! links against symbols only an nginx binary provides.
+
+pub mod codec;
+pub mod handshake;
+
+#[cfg(not(test))]
+mod config;
+#[cfg(not(test))]
+mod handler;
+#[cfg(not(test))]
+mod module;
+#[cfg(not(test))]
+mod relay;
+#[cfg(not(test))]
+mod target;

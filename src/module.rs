@@ -1,0 +1,91 @@
+//! Registration: the module, its context and its directives.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_t, ngx_http_module_t, ngx_module_t, ngx_str_t, ngx_uint_t,
+    NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+};
+
+use crate::config;
+
+const ANY_LEVEL: ngx_uint_t = (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF) as _;
+
+const fn command(
+    name: &'static core::ffi::CStr,
+    kind: ngx_uint_t,
+    set: unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut i8,
+    offset: usize,
+) -> ngx_command_t {
+    ngx_command_t {
+        // nginx compares names with strcmp(): they need their NUL.
+        name: ngx_str_t {
+            len: name.count_bytes(),
+            data: name.as_ptr() as *mut u8,
+        },
+        type_: kind,
+        set: Some(set),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset,
+        post: ptr::null_mut(),
+    }
+}
+
+static mut COMMANDS: [ngx_command_t; 6] = [
+    command(
+        c"websockify_pass",
+        (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as _,
+        config::set_pass,
+        0,
+    ),
+    command(
+        c"websockify_buffer_size",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        config::set_size,
+        core::mem::offset_of!(config::LocConf, buffer_size),
+    ),
+    command(
+        c"websockify_connect_timeout",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        config::set_msec,
+        core::mem::offset_of!(config::LocConf, connect_timeout),
+    ),
+    command(
+        c"websockify_read_timeout",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        config::set_msec,
+        core::mem::offset_of!(config::LocConf, read_timeout),
+    ),
+    command(
+        c"websockify_send_timeout",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        config::set_msec,
+        core::mem::offset_of!(config::LocConf, send_timeout),
+    ),
+    ngx_command_t::empty(),
+];
+
+static CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: None,
+    postconfiguration: None,
+    create_main_conf: None,
+    init_main_conf: None,
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(config::create_loc_conf),
+    merge_loc_conf: Some(config::merge_loc_conf),
+};
+
+#[used]
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_http_websockify_module: ngx_module_t = ngx_module_t {
+    ctx: ptr::addr_of!(CTX) as *mut c_void,
+    commands: ptr::addr_of_mut!(COMMANDS) as *mut ngx_command_t,
+    type_: NGX_HTTP_MODULE as ngx_uint_t,
+    ..ngx_module_t::default()
+};
+
+ngx::ngx_modules!(ngx_http_websockify_module);

@@ -1,0 +1,585 @@
+//! The relay: one session per upgraded request, moving bytes both ways inside the
+//! event loop. Client bytes are decoded in place and written to the target; target bytes
+//! are read behind room for a frame header and sent as one frame. A side is read only
+//! while the other can take what was read, so a slow peer stops its partner (backpressure)
+//! and memory stays bounded by the two buffers.
+
+use core::ffi::c_void;
+use core::{mem, ptr};
+
+use ngx::ffi::{
+    ngx_add_timer, ngx_addr_t, ngx_close_connection, ngx_connection_t, ngx_del_timer,
+    ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_http_finalize_request,
+    ngx_http_output_filter, ngx_http_request_t, ngx_int_t, ngx_msec_t, ngx_peer_connection_t,
+    ngx_pool_cleanup_add, ngx_tcp_nodelay, NGX_LOG_ERR, NGX_LOG_INFO,
+};
+use ngx::ngx_log_error;
+
+use crate::codec::{self, ControlFrame, Decoder, Event, Framer};
+use crate::config::LocConf;
+use crate::handler;
+use crate::handshake::Accept;
+use crate::module::ngx_http_websockify_module;
+use crate::target::{Addrs, HTTP_BAD_GATEWAY};
+
+const NGX_OK: ngx_int_t = 0;
+const NGX_ERROR: isize = -1;
+const NGX_AGAIN: isize = -2;
+
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_INTERNAL_ERROR: u16 = 1011;
+
+/// One direction's buffer, allocated when a read needs it and released when the
+/// direction goes quiet, so idle sessions hold no relay memory.
+#[derive(Default)]
+struct Buf {
+    mem: Vec<u8>,
+    /// Bytes ready for the peer: `pos..last`.
+    pos: usize,
+    last: usize,
+}
+
+impl Buf {
+    fn pending(&self) -> bool {
+        self.pos < self.last
+    }
+
+    fn ensure(&mut self, size: usize) -> bool {
+        if self.mem.len() < size {
+            if self.mem.try_reserve_exact(size - self.mem.len()).is_err() {
+                return false;
+            }
+            self.mem.resize(size, 0);
+        }
+        true
+    }
+
+    fn release(&mut self) {
+        self.mem = Vec::new();
+        self.pos = 0;
+        self.last = 0;
+    }
+}
+
+pub struct Session {
+    pub r: *mut ngx_http_request_t,
+    pub conf: *const LocConf,
+    pub peer: ngx_peer_connection_t,
+    /// Status for the client when no address is left to try.
+    pub failure: ngx_int_t,
+    addrs: Addrs,
+    tried: usize,
+    accept: Accept,
+    decoder: Decoder,
+    framer: Framer,
+    /// Client to target: decoded payload in `pos..last`, undecoded input in `raw..end`.
+    up: Buf,
+    raw: usize,
+    end: usize,
+    /// Target to client: one frame in `pos..last`.
+    down: Buf,
+    /// Control frames wait for a frame boundary on the client side; a close wins over a pong.
+    pong: Option<ControlFrame>,
+    close: Option<ControlFrame>,
+    control: Option<(ControlFrame, usize, bool)>,
+    header_pending: bool,
+    client_done: bool,
+    client_sent_close: bool,
+    client_failed: bool,
+    target_done: bool,
+    target_failed: bool,
+    close_sent: bool,
+}
+
+enum Outcome {
+    Wait,
+    Finish(ngx_int_t),
+}
+
+impl Session {
+    pub unsafe fn create(
+        r: *mut ngx_http_request_t,
+        conf: &LocConf,
+        accept: Accept,
+        addrs: Addrs,
+    ) -> Option<*mut Session> {
+        let cln = ngx_pool_cleanup_add((*r).pool, mem::size_of::<Session>());
+        if cln.is_null() {
+            return None;
+        }
+        let s = (*cln).data as *mut Session;
+        s.write(Session {
+            r,
+            conf,
+            peer: mem::zeroed(),
+            failure: HTTP_BAD_GATEWAY,
+            addrs,
+            tried: 0,
+            decoder: Decoder::new(accept.mode),
+            framer: Framer::new(accept.mode),
+            accept,
+            up: Buf::default(),
+            raw: 0,
+            end: 0,
+            down: Buf::default(),
+            pong: None,
+            close: None,
+            control: None,
+            header_pending: false,
+            client_done: false,
+            client_sent_close: false,
+            client_failed: false,
+            target_done: false,
+            target_failed: false,
+            close_sent: false,
+        });
+        (*cln).handler = Some(cleanup);
+        *(*r).ctx.add(ngx_http_websockify_module.ctx_index) = s.cast::<c_void>();
+        Some(s)
+    }
+
+    pub fn next_addr(&mut self) -> Option<*mut ngx_addr_t> {
+        if self.tried >= self.addrs.len {
+            return None;
+        }
+        self.tried += 1;
+        // SAFETY: `addrs` holds `len` entries allocated from a pool that outlives the request.
+        Some(unsafe { self.addrs.list.add(self.tried - 1) })
+    }
+
+    unsafe fn client(&self) -> *mut ngx_connection_t {
+        (*self.r).connection
+    }
+
+    unsafe fn log(&self) -> *mut ngx::ffi::ngx_log_t {
+        (*self.client()).log
+    }
+
+    fn conf(&self) -> &LocConf {
+        // SAFETY: location configuration lives as long as the cycle.
+        unsafe { &*self.conf }
+    }
+
+    fn queue_close(&mut self, code: u16) {
+        if self.close.is_none() && !self.close_sent && self.control.as_ref().map_or(true, |c| !c.2) {
+            self.close = Some(codec::close(Some(code)));
+        }
+    }
+
+    /// Runs both directions until neither can move, then decides whether the session ends.
+    unsafe fn pump(&mut self) -> Outcome {
+        let mut moved = false;
+        loop {
+            let up = self.client_to_target();
+            let down = self.target_to_client();
+            if !(up || down) {
+                break;
+            }
+            moved = true;
+        }
+        if self.client_failed {
+            return Outcome::Finish(NGX_ERROR as ngx_int_t);
+        }
+        let up_flushed = !self.up.pending() || self.target_failed;
+        let control_flushed = self.control.is_none() && self.close.is_none();
+        if up_flushed && control_flushed && (self.close_sent || self.client_done && !self.client_sent_close && !self.close_pending()) {
+            return Outcome::Finish(NGX_OK);
+        }
+        if moved {
+            ngx_add_timer((*self.peer.connection).read, self.conf().read_timeout);
+        }
+        Outcome::Wait
+    }
+
+    fn close_pending(&self) -> bool {
+        self.close.is_some() || self.control.as_ref().is_some_and(|c| c.2)
+    }
+
+    /// One step client -> target; true when something moved.
+    unsafe fn client_to_target(&mut self) -> bool {
+        let t = self.peer.connection;
+        if self.up.pending() {
+            if self.target_failed {
+                self.up.pos = self.up.last;
+                return true;
+            }
+            if (*(*t).write).ready() == 0 {
+                return false;
+            }
+            let Some(send) = (*t).send else { return false };
+            let n = send(t, self.up.mem.as_mut_ptr().add(self.up.pos), self.up.last - self.up.pos);
+            return match n {
+                NGX_AGAIN => false,
+                n if n < 0 => {
+                    self.target_error("sending to the target failed");
+                    true
+                }
+                n => {
+                    self.up.pos += n as usize;
+                    true
+                }
+            };
+        }
+        if self.raw < self.end && !self.client_done {
+            self.decode();
+            return true;
+        }
+        let c = self.client();
+        if self.client_done || (*(*c).read).ready() == 0 {
+            return false;
+        }
+        let size = self.conf().buffer_size;
+        if !self.up.ensure(size) {
+            self.client_failed = true;
+            return false;
+        }
+        let Some(recv) = (*c).recv else { return false };
+        let n = recv(c, self.up.mem.as_mut_ptr(), size);
+        match n {
+            NGX_AGAIN => {
+                self.up.release();
+                false
+            }
+            0 => {
+                ngx_log_error!(NGX_LOG_INFO, self.log(), "websockify: client closed the connection without a close frame");
+                self.client_done = true;
+                true
+            }
+            n if n < 0 => {
+                self.client_failed = true;
+                true
+            }
+            n => {
+                self.start_input(n as usize);
+                true
+            }
+        }
+    }
+
+    /// Input now sits at the start of an empty up buffer.
+    fn start_input(&mut self, n: usize) {
+        self.up.pos = 0;
+        self.up.last = 0;
+        self.raw = 0;
+        self.end = n;
+        self.decode();
+    }
+
+    fn decode(&mut self) {
+        let p = self.decoder.decode(&mut self.up.mem, self.up.last, self.raw, self.end);
+        self.up.last = p.produced;
+        self.raw = p.consumed;
+        match p.event {
+            None => {}
+            Some(Event::Ping(payload)) => {
+                if !self.close_pending() && !self.close_sent {
+                    self.pong = Some(codec::pong(payload.payload()));
+                }
+            }
+            Some(Event::Pong) => {}
+            Some(Event::Close(code)) => {
+                self.client_done = true;
+                self.client_sent_close = true;
+                self.raw = self.end;
+                if !self.close_sent && !self.close_pending() {
+                    self.close = Some(codec::close(code));
+                }
+            }
+            Some(Event::Error(e)) => {
+                // SAFETY: only called while the request is alive.
+                let log = unsafe { self.log() };
+                ngx_log_error!(NGX_LOG_INFO, log, "websockify: closing with {}: {e}", e.close_code());
+                self.client_done = true;
+                self.raw = self.end;
+                self.queue_close(e.close_code());
+            }
+        }
+    }
+
+    unsafe fn target_error(&mut self, why: &str) {
+        ngx_log_error!(NGX_LOG_ERR, self.log(), "websockify: {why}");
+        self.target_failed = true;
+        self.target_done = true;
+        self.queue_close(CLOSE_INTERNAL_ERROR);
+    }
+
+    /// One step target -> client; true when something moved.
+    unsafe fn target_to_client(&mut self) -> bool {
+        let c = self.client();
+        if self.header_pending {
+            if (*(*c).write).ready() == 0 {
+                return false;
+            }
+            if ngx_http_output_filter(self.r, ptr::null_mut()) == NGX_ERROR {
+                self.client_failed = true;
+                return false;
+            }
+            self.header_pending = !(*self.r).out.is_null();
+            return !self.header_pending;
+        }
+        if self.down.pending() {
+            return match self.send_client(self.down.pos, self.down.last) {
+                Some(n) => {
+                    self.down.pos += n;
+                    true
+                }
+                None => false,
+            };
+        }
+        if let Some((frame, off, is_close)) = self.control.take() {
+            let bytes = frame.bytes();
+            let sent = bytes.get(off..).and_then(|rest| self.send_bytes(rest));
+            return match sent {
+                Some(n) if off + n == bytes.len() => {
+                    self.close_sent |= is_close;
+                    true
+                }
+                Some(n) => {
+                    self.control = Some((frame, off + n, is_close));
+                    true
+                }
+                None => {
+                    self.control = Some((frame, off, is_close));
+                    false
+                }
+            };
+        }
+        if let Some(frame) = self.close.take() {
+            self.pong = None;
+            self.control = Some((frame, 0, true));
+            return true;
+        }
+        if let Some(frame) = self.pong.take() {
+            self.control = Some((frame, 0, false));
+            return true;
+        }
+        let t = self.peer.connection;
+        if self.close_sent || self.target_done || (*(*t).read).ready() == 0 {
+            return false;
+        }
+        let size = self.conf().buffer_size;
+        if !self.down.ensure(size) {
+            self.client_failed = true;
+            return false;
+        }
+        let window = self.framer.read_window(size);
+        let Some(recv) = (*t).recv else { return false };
+        let n = recv(t, self.down.mem.as_mut_ptr().add(window.start), window.len());
+        match n {
+            NGX_AGAIN => {
+                self.down.release();
+                false
+            }
+            0 => {
+                ngx_log_error!(NGX_LOG_INFO, self.log(), "websockify: target closed the connection");
+                self.target_done = true;
+                self.queue_close(CLOSE_NORMAL);
+                true
+            }
+            n if n < 0 => {
+                self.target_error("reading from the target failed");
+                true
+            }
+            n => {
+                let frame = self.framer.frame(&mut self.down.mem, n as usize);
+                self.down.pos = frame.start;
+                self.down.last = frame.end;
+                true
+            }
+        }
+    }
+
+    unsafe fn send_client(&mut self, from: usize, to: usize) -> Option<usize> {
+        let c = self.client();
+        if (*(*c).write).ready() == 0 {
+            return None;
+        }
+        let send = (*c).send?;
+        let n = send(c, self.down.mem.as_mut_ptr().add(from), to - from);
+        self.sent(n)
+    }
+
+    unsafe fn send_bytes(&mut self, bytes: &[u8]) -> Option<usize> {
+        let c = self.client();
+        if (*(*c).write).ready() == 0 {
+            return None;
+        }
+        let send = (*c).send?;
+        let n = send(c, bytes.as_ptr().cast_mut(), bytes.len());
+        self.sent(n)
+    }
+
+    fn sent(&mut self, n: isize) -> Option<usize> {
+        match n {
+            NGX_AGAIN => None,
+            n if n < 0 => {
+                self.client_failed = true;
+                None
+            }
+            n => Some(n as usize),
+        }
+    }
+
+    /// Registers interest and send timers after a pump that will wait.
+    unsafe fn arm(&mut self) -> Result<(), ()> {
+        let c = self.client();
+        let t = self.peer.connection;
+        for ev in [(*c).read, (*t).read] {
+            if ngx_handle_read_event(ev, 0) != NGX_OK {
+                return Err(());
+            }
+        }
+        for ev in [(*c).write, (*t).write] {
+            if ngx_handle_write_event(ev, 0) != NGX_OK {
+                return Err(());
+            }
+        }
+        let send_timeout = self.conf().send_timeout;
+        let to_client = self.header_pending || self.down.pending() || self.control.is_some();
+        send_timer((*c).write, to_client, send_timeout);
+        send_timer((*t).write, self.up.pending() && !self.target_failed, send_timeout);
+        Ok(())
+    }
+
+    /// Handles expired timers; true when the session must end at once.
+    unsafe fn expire(&mut self) -> bool {
+        let c = self.client();
+        let t = self.peer.connection;
+        if (*(*c).write).timedout() != 0 {
+            ngx_log_error!(NGX_LOG_INFO, self.log(), "websockify: client timed out");
+            (*c).set_timedout(1);
+            return true;
+        }
+        if (*(*t).write).timedout() != 0 {
+            (*(*t).write).set_timedout(0);
+            self.target_error("sending to the target timed out");
+        }
+        if (*(*t).read).timedout() != 0 {
+            (*(*t).read).set_timedout(0);
+            if self.close_sent || self.close_pending() {
+                // Our close frame could not be delivered in a whole idle period.
+                return true;
+            }
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                self.log(),
+                "websockify: session idle for {} ms, closing",
+                self.conf().read_timeout
+            );
+            self.client_done = true;
+            self.target_done = true;
+            self.queue_close(CLOSE_GOING_AWAY);
+            ngx_add_timer((*t).read, self.conf().read_timeout);
+        }
+        false
+    }
+}
+
+fn send_timer(ev: *mut ngx_event_t, waiting: bool, timeout: ngx_msec_t) {
+    // SAFETY: events of live connections.
+    unsafe {
+        let blocked = waiting && (*ev).ready() == 0;
+        if blocked && (*ev).timer_set() == 0 {
+            ngx_add_timer(ev, timeout);
+        } else if !blocked && (*ev).timer_set() != 0 {
+            ngx_del_timer(ev);
+        }
+    }
+}
+
+/// Connect failed for good: the client gets `status` (502 or 504).
+pub unsafe fn fail(s: &mut Session, status: ngx_int_t) {
+    ngx_http_finalize_request(s.r, status);
+}
+
+/// The target is connected: answer 101 and start relaying.
+pub unsafe fn start(s: &mut Session) {
+    let r = s.r;
+    let c = s.client();
+    let t = s.peer.connection;
+    (*(*c).log).action = c"relaying WebSocket to target".as_ptr() as *mut _;
+    if handler::switch_protocols(r, &s.accept).is_err() {
+        finish(s, NGX_ERROR as ngx_int_t);
+        return;
+    }
+    s.header_pending = !(*r).out.is_null();
+    ngx_tcp_nodelay(c);
+    ngx_tcp_nodelay(t);
+    (*t).data = ptr::from_mut(s).cast::<c_void>();
+    (*(*t).read).handler = Some(target_handler);
+    (*(*t).write).handler = Some(target_handler);
+    (*r).read_event_handler = Some(client_handler);
+    (*r).write_event_handler = Some(client_handler);
+
+    // Frames the client sent right behind its handshake are already in header_in.
+    let hin = (*r).header_in;
+    if !hin.is_null() && (*hin).last > (*hin).pos {
+        let n = (*hin).last.offset_from((*hin).pos) as usize;
+        let size = s.conf().buffer_size.max(n);
+        if !s.up.ensure(size) {
+            finish(s, NGX_ERROR as ngx_int_t);
+            return;
+        }
+        ptr::copy_nonoverlapping((*hin).pos, s.up.mem.as_mut_ptr(), n);
+        (*hin).pos = (*hin).last;
+        s.start_input(n);
+    }
+    ngx_add_timer((*t).read, s.conf().read_timeout);
+    run(s);
+}
+
+unsafe extern "C" fn client_handler(r: *mut ngx_http_request_t) {
+    let s = *(*r).ctx.add(ngx_http_websockify_module.ctx_index) as *mut Session;
+    if let Some(s) = s.as_mut() {
+        run(s);
+    }
+}
+
+unsafe extern "C" fn target_handler(ev: *mut ngx_event_t) {
+    let t = (*ev).data as *mut ngx_connection_t;
+    if let Some(s) = ((*t).data as *mut Session).as_mut() {
+        run(s);
+    }
+}
+
+unsafe fn run(s: &mut Session) {
+    if s.expire() {
+        finish(s, NGX_ERROR as ngx_int_t);
+        return;
+    }
+    match s.pump() {
+        Outcome::Wait => {
+            if s.arm().is_err() {
+                finish(s, NGX_ERROR as ngx_int_t);
+            }
+        }
+        Outcome::Finish(rc) => finish(s, rc),
+    }
+}
+
+/// Ends the session: closes the target and finalizes the request. `s` is freed with the
+/// request pool, so nothing may touch it afterwards.
+unsafe fn finish(s: &mut Session, rc: ngx_int_t) {
+    close_target(s);
+    let r = s.r;
+    if rc == NGX_OK && !s.client_sent_close {
+        // Let the client read our close frame before the socket goes away.
+        (*r).set_lingering_close(1);
+    }
+    ngx_http_finalize_request(r, rc);
+}
+
+unsafe fn close_target(s: &mut Session) {
+    if !s.peer.connection.is_null() {
+        ngx_close_connection(s.peer.connection);
+        s.peer.connection = ptr::null_mut();
+    }
+}
+
+/// Pool cleanup: the request is going away (finished, or terminated by nginx).
+unsafe extern "C" fn cleanup(data: *mut c_void) {
+    let s = &mut *(data as *mut Session);
+    close_target(s);
+    ptr::drop_in_place(s);
+}
