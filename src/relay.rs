@@ -8,8 +8,8 @@ use core::ffi::c_void;
 use core::{mem, ptr};
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_addr_t, ngx_close_connection, ngx_connection_t, ngx_del_timer,
-    ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_http_finalize_request,
+    ngx_add_timer, ngx_addr_t, ngx_close_connection, ngx_connection_t, ngx_del_timer, ngx_event_t,
+    ngx_handle_read_event, ngx_handle_write_event, ngx_http_finalize_request,
     ngx_http_output_filter, ngx_http_request_t, ngx_int_t, ngx_msec_t, ngx_peer_connection_t,
     ngx_pool_cleanup_add, ngx_tcp_nodelay, NGX_LOG_ERR, NGX_LOG_INFO,
 };
@@ -162,7 +162,8 @@ impl Session {
     }
 
     fn queue_close(&mut self, code: u16) {
-        if self.close.is_none() && !self.close_sent && self.control.as_ref().map_or(true, |c| !c.2) {
+        if self.close.is_none() && !self.close_sent && self.control.as_ref().map_or(true, |c| !c.2)
+        {
             self.close = Some(codec::close(Some(code)));
         }
     }
@@ -183,7 +184,11 @@ impl Session {
         }
         let up_flushed = !self.up.pending() || self.target_failed;
         let control_flushed = self.control.is_none() && self.close.is_none();
-        if up_flushed && control_flushed && (self.close_sent || self.client_done && !self.client_sent_close && !self.close_pending()) {
+        if up_flushed
+            && control_flushed
+            && (self.close_sent
+                || self.client_done && !self.client_sent_close && !self.close_pending())
+        {
             return Outcome::Finish(NGX_OK);
         }
         if moved {
@@ -208,7 +213,11 @@ impl Session {
                 return false;
             }
             let Some(send) = (*t).send else { return false };
-            let n = send(t, self.up.mem.as_mut_ptr().add(self.up.pos), self.up.last - self.up.pos);
+            let n = send(
+                t,
+                self.up.mem.as_mut_ptr().add(self.up.pos),
+                self.up.last - self.up.pos,
+            );
             return match n {
                 NGX_AGAIN => false,
                 n if n < 0 => {
@@ -242,7 +251,11 @@ impl Session {
                 false
             }
             0 => {
-                ngx_log_error!(NGX_LOG_INFO, self.log(), "websockify: client closed the connection without a close frame");
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    self.log(),
+                    "websockify: client closed the connection without a close frame"
+                );
                 self.client_done = true;
                 true
             }
@@ -267,17 +280,17 @@ impl Session {
     }
 
     fn decode(&mut self) {
-        let p = self.decoder.decode(&mut self.up.mem, self.up.last, self.raw, self.end);
+        let p = self
+            .decoder
+            .decode(&mut self.up.mem, self.up.last, self.raw, self.end);
         self.up.last = p.produced;
         self.raw = p.consumed;
         match p.event {
             None => {}
-            Some(Event::Ping(payload)) => {
-                if !self.close_pending() && !self.close_sent {
-                    self.pong = Some(codec::pong(payload.payload()));
-                }
+            Some(Event::Ping(payload)) if !self.close_pending() && !self.close_sent => {
+                self.pong = Some(codec::pong(payload.payload()));
             }
-            Some(Event::Pong) => {}
+            Some(Event::Ping(_) | Event::Pong) => {}
             Some(Event::Close(code)) => {
                 self.client_done = true;
                 self.client_sent_close = true;
@@ -289,7 +302,12 @@ impl Session {
             Some(Event::Error(e)) => {
                 // SAFETY: only called while the request is alive.
                 let log = unsafe { self.log() };
-                ngx_log_error!(NGX_LOG_INFO, log, "websockify: closing with {}: {e}", e.close_code());
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    log,
+                    "websockify: closing with {}: {e}",
+                    e.close_code()
+                );
                 self.client_done = true;
                 self.raw = self.end;
                 self.queue_close(e.close_code());
@@ -365,14 +383,22 @@ impl Session {
         }
         let window = self.framer.read_window(size);
         let Some(recv) = (*t).recv else { return false };
-        let n = recv(t, self.down.mem.as_mut_ptr().add(window.start), window.len());
+        let n = recv(
+            t,
+            self.down.mem.as_mut_ptr().add(window.start),
+            window.len(),
+        );
         match n {
             NGX_AGAIN => {
                 self.down.release();
                 false
             }
             0 => {
-                ngx_log_error!(NGX_LOG_INFO, self.log(), "websockify: target closed the connection");
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    self.log(),
+                    "websockify: target closed the connection"
+                );
                 self.target_done = true;
                 self.queue_close(CLOSE_NORMAL);
                 true
@@ -438,7 +464,11 @@ impl Session {
         let send_timeout = self.conf().send_timeout;
         let to_client = self.header_pending || self.down.pending() || self.control.is_some();
         send_timer((*c).write, to_client, send_timeout);
-        send_timer((*t).write, self.up.pending() && !self.target_failed, send_timeout);
+        send_timer(
+            (*t).write,
+            self.up.pending() && !self.target_failed,
+            send_timeout,
+        );
         Ok(())
     }
 
