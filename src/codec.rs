@@ -884,7 +884,7 @@ mod tests {
         assert_eq!(error_of(b, &f), BadLength);
         let close_err = |body: &[u8]| error_of(b, &client(true, OP_CLOSE, body, MASK));
         assert_eq!(close_err(b"\x03"), BadClosePayload);
-        for code in [0u16, 999, 1004, 1005, 1006, 1012, 1015, 2999, 5000, 65535] {
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
             assert_eq!(close_err(&code.to_be_bytes()), BadClosePayload, "{code}");
         }
         assert_eq!(close_err(b"\x03\xe8\xff\xfe"), BadCloseReason);

@@ -68,7 +68,12 @@ pub unsafe extern "C" fn merge_loc_conf(
     let prev = &*(prev as *const LocConf);
     let conf = &mut *(conf as *mut LocConf);
     // Like proxy_pass, the target is not inherited: it belongs to its location.
-    merge(&mut conf.buffer_size, prev.buffer_size, UNSET_SIZE, DEFAULT_BUFFER);
+    merge(
+        &mut conf.buffer_size,
+        prev.buffer_size,
+        UNSET_SIZE,
+        DEFAULT_BUFFER,
+    );
     for (cur, prev) in [
         (&mut conf.connect_timeout, prev.connect_timeout),
         (&mut conf.read_timeout, prev.read_timeout),
@@ -125,7 +130,9 @@ pub unsafe extern "C" fn set_pass(
             let why = if u.err.is_null() {
                 "no address"
             } else {
-                core::ffi::CStr::from_ptr(u.err).to_str().unwrap_or("invalid")
+                core::ffi::CStr::from_ptr(u.err)
+                    .to_str()
+                    .unwrap_or("invalid")
             };
             ngx_conf_log_error!(
                 NGX_LOG_EMERG,
@@ -148,7 +155,8 @@ pub unsafe extern "C" fn set_pass(
     conf.target = slot;
 
     let ctx = (*cf).ctx as *mut ngx_http_conf_ctx_t;
-    let clcf = *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t;
+    let clcf =
+        *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t;
     (*clcf).handler = Some(handler::handler);
     CONF_OK
 }

@@ -4,9 +4,9 @@
 use core::ptr;
 
 use ngx::ffi::{
-    ngx_http_request_t, ngx_http_send_header, ngx_http_send_special, ngx_int_t, ngx_list_push,
-    ngx_list_part_t, ngx_list_t, ngx_pnalloc, ngx_str_t, ngx_table_elt_t, NGX_HTTP_FLUSH, NGX_HTTP_GET,
-    NGX_HTTP_VERSION_11, NGX_LOG_INFO,
+    ngx_http_request_t, ngx_http_send_header, ngx_http_send_special, ngx_int_t, ngx_list_part_t,
+    ngx_list_push, ngx_list_t, ngx_pnalloc, ngx_str_t, ngx_table_elt_t, NGX_HTTP_FLUSH,
+    NGX_HTTP_GET, NGX_HTTP_VERSION_11, NGX_LOG_INFO,
 };
 use ngx::ngx_log_error;
 
@@ -32,7 +32,12 @@ pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let accept = match check_handshake(r) {
         Ok(accept) => accept,
         Err(rej) => {
-            ngx_log_error!(NGX_LOG_INFO, log, "websockify: bad handshake: {}", rej.reason);
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                log,
+                "websockify: bad handshake: {}",
+                rej.reason
+            );
             if rej.status == 426 && add_header(r, "Sec-WebSocket-Version", b"13").is_err() {
                 return NGX_ERROR;
             }
@@ -83,8 +88,11 @@ unsafe fn headers(list: &ngx_list_t) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
-
-unsafe fn add_header(r: *mut ngx_http_request_t, key: &'static str, value: &[u8]) -> Result<(), ()> {
+unsafe fn add_header(
+    r: *mut ngx_http_request_t,
+    key: &'static str,
+    value: &[u8],
+) -> Result<(), ()> {
     let h = ngx_list_push(&mut (*r).headers_out.headers) as *mut ngx_table_elt_t;
     let data = ngx_pnalloc((*r).pool, value.len()) as *mut u8;
     if h.is_null() || data.is_null() {

@@ -42,7 +42,11 @@ pub unsafe fn addresses(r: *mut ngx_http_request_t, target: &Target) -> Result<A
             }
             let shown = String::from_utf8_lossy(value.as_bytes());
             if value.len == 0 {
-                ngx_log_error!(NGX_LOG_ERR, log, "websockify: the target evaluated to an empty value");
+                ngx_log_error!(
+                    NGX_LOG_ERR,
+                    log,
+                    "websockify: the target evaluated to an empty value"
+                );
                 return Err(HTTP_BAD_GATEWAY);
             }
             let mut u: ngx_url_t = mem::zeroed();
@@ -53,9 +57,15 @@ pub unsafe fn addresses(r: *mut ngx_http_request_t, target: &Target) -> Result<A
                 let why = if u.err.is_null() {
                     "invalid"
                 } else {
-                    core::ffi::CStr::from_ptr(u.err).to_str().unwrap_or("invalid")
+                    core::ffi::CStr::from_ptr(u.err)
+                        .to_str()
+                        .unwrap_or("invalid")
                 };
-                ngx_log_error!(NGX_LOG_ERR, log, "websockify: invalid target \"{shown}\": {why}");
+                ngx_log_error!(
+                    NGX_LOG_ERR,
+                    log,
+                    "websockify: invalid target \"{shown}\": {why}"
+                );
                 return Err(HTTP_BAD_GATEWAY);
             }
             if u.naddrs == 0 {
@@ -160,7 +170,11 @@ unsafe fn socket_error(c: *mut ngx::ffi::ngx_connection_t) -> Option<i32> {
 unsafe fn refused(s: &mut Session, why: &str) {
     let log = (*(*s.r).connection).log;
     let name = String::from_utf8_lossy((*s.peer.name).as_bytes());
-    ngx_log_error!(NGX_LOG_ERR, log, "websockify: cannot connect to target \"{name}\": {why}");
+    ngx_log_error!(
+        NGX_LOG_ERR,
+        log,
+        "websockify: cannot connect to target \"{name}\": {why}"
+    );
     if !s.peer.connection.is_null() {
         ngx_close_connection(s.peer.connection);
         s.peer.connection = ptr::null_mut();
