@@ -84,6 +84,7 @@ pub struct Session {
     close: Option<ControlFrame>,
     control: Option<(ControlFrame, usize, bool)>,
     header_pending: bool,
+    relaying: bool,
     client_done: bool,
     client_sent_close: bool,
     client_failed: bool,
@@ -127,6 +128,7 @@ impl Session {
             close: None,
             control: None,
             header_pending: false,
+            relaying: false,
             client_done: false,
             client_sent_close: false,
             client_failed: false,
@@ -162,8 +164,7 @@ impl Session {
     }
 
     fn queue_close(&mut self, code: u16) {
-        if self.close.is_none() && !self.close_sent && self.control.as_ref().map_or(true, |c| !c.2)
-        {
+        if !self.close_pending() && !self.close_sent {
             self.close = Some(codec::close(Some(code)));
         }
     }
@@ -534,6 +535,7 @@ pub unsafe fn start(s: &mut Session) {
         return;
     }
     s.header_pending = !(*r).out.is_null();
+    s.relaying = true;
     ngx_tcp_nodelay(c);
     ngx_tcp_nodelay(t);
     (*t).data = ptr::from_mut(s).cast::<c_void>();
@@ -611,5 +613,30 @@ unsafe fn close_target(s: &mut Session) {
 unsafe extern "C" fn cleanup(data: *mut c_void) {
     let s = &mut *(data as *mut Session);
     close_target(s);
+    say_going_away(s);
     ptr::drop_in_place(s);
+}
+
+/// nginx ends a live session itself (worker shutdown, a fatal error elsewhere): tell the
+/// client with a close 1001 rather than cutting the connection, when a frame boundary
+/// allows it. Best effort: one non-blocking send.
+unsafe fn say_going_away(s: &mut Session) {
+    let at_boundary =
+        !s.header_pending && !s.down.pending() && s.control.as_ref().is_none_or(|c| c.1 == 0);
+    if !s.relaying || s.close_sent || s.client_done || s.client_failed || !at_boundary {
+        return;
+    }
+    let c = s.client();
+    if (*c).fd == -1 {
+        return;
+    }
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        (*c).log,
+        "websockify: session ended by nginx, closing with 1001"
+    );
+    let frame = codec::close(Some(CLOSE_GOING_AWAY));
+    if let Some(send) = (*c).send {
+        send(c, frame.bytes().as_ptr().cast_mut(), frame.bytes().len());
+    }
 }
