@@ -1,18 +1,19 @@
-//! Directive parsing and merging: `websockify_pass`, `websockify_buffer_size` and the
-//! three timeouts.
+//! Directive parsing and merging: `websockify_pass`, `websockify_allow`,
+//! `websockify_allow_origin`, `websockify_buffer_size` and the three timeouts.
 
 use core::ffi::{c_char, c_void};
 use core::{mem, ptr};
 
 use ngx::ffi::{
-    ngx_addr_t, ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value,
-    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_conf_ctx_t,
-    ngx_http_core_loc_conf_t, ngx_http_core_module, ngx_http_script_variables_count, ngx_msec_t,
-    ngx_parse_size, ngx_parse_time, ngx_parse_url, ngx_pcalloc, ngx_str_t, ngx_url_t,
-    NGX_LOG_EMERG,
+    ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
+    ngx_http_complex_value_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
+    ngx_http_script_variables_count, ngx_http_upstream_add, ngx_http_upstream_srv_conf_t,
+    ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_pool_cleanup_add, ngx_str_t,
+    ngx_url_t, NGX_LOG_EMERG,
 };
 use ngx::ngx_conf_log_error;
 
+use crate::allow::{Origin, Rule};
 use crate::handler;
 
 pub const DEFAULT_PORT: u16 = 5900;
@@ -29,17 +30,19 @@ const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
 
 /// Where a location relays to.
 pub enum Target {
-    /// Parsed (and resolved) when the configuration is read.
-    Static {
-        addrs: *mut ngx_addr_t,
-        naddrs: usize,
-    },
-    /// Has variables: evaluated for each request.
+    /// An address, a host name or an `upstream {}` group, written in the configuration:
+    /// an upstream (implicit for addresses), so nginx's balancers pick the peer.
+    Static(*mut ngx_http_upstream_srv_conf_t),
+    /// Has variables: evaluated for each request, then checked against `allow`.
     Dynamic(ngx_http_complex_value_t),
 }
 
 pub struct LocConf {
     pub target: *const Target,
+    /// Targets a request may choose through variables; none allowed when empty.
+    pub allow: Vec<Rule>,
+    /// Browser origins that may open a session; any when empty.
+    pub origins: Vec<Origin>,
     pub buffer_size: usize,
     pub connect_timeout: ngx_msec_t,
     pub read_timeout: ngx_msec_t,
@@ -47,17 +50,29 @@ pub struct LocConf {
 }
 
 pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
-    let conf = ngx_pcalloc((*cf).pool, mem::size_of::<LocConf>()) as *mut LocConf;
-    if !conf.is_null() {
+    // Allocated by a pool cleanup so that its Vecs are dropped with the configuration.
+    let cln = ngx_pool_cleanup_add((*cf).pool, mem::size_of::<LocConf>());
+    if cln.is_null() {
+        return ptr::null_mut();
+    }
+    let conf = (*cln).data as *mut LocConf;
+    {
         conf.write(LocConf {
             target: ptr::null(),
+            allow: Vec::new(),
+            origins: Vec::new(),
             buffer_size: UNSET_SIZE,
             connect_timeout: UNSET_MSEC,
             read_timeout: UNSET_MSEC,
             send_timeout: UNSET_MSEC,
         });
     }
+    (*cln).handler = Some(drop_loc_conf);
     conf.cast()
+}
+
+unsafe extern "C" fn drop_loc_conf(data: *mut c_void) {
+    ptr::drop_in_place(data as *mut LocConf);
 }
 
 pub unsafe extern "C" fn merge_loc_conf(
@@ -67,7 +82,14 @@ pub unsafe extern "C" fn merge_loc_conf(
 ) -> *mut c_char {
     let prev = &*(prev as *const LocConf);
     let conf = &mut *(conf as *mut LocConf);
-    // Like proxy_pass, the target is not inherited: it belongs to its location.
+    // Like proxy_pass, the target is not inherited: it belongs to its location. Lists are
+    // inherited whole unless the level has its own, like allow/deny.
+    if conf.allow.is_empty() {
+        conf.allow.clone_from(&prev.allow);
+    }
+    if conf.origins.is_empty() {
+        conf.origins.clone_from(&prev.origins);
+    }
     merge(
         &mut conf.buffer_size,
         prev.buffer_size,
@@ -90,11 +112,21 @@ fn merge<T: PartialEq + Copy>(cur: &mut T, prev: T, unset: T, default: T) {
     }
 }
 
+/// The directive's name and its arguments.
+unsafe fn arguments(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+) -> (&'static str, &'static [ngx_str_t]) {
+    let args = &*(*cf).args;
+    let all = core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts);
+    let name = core::str::from_utf8((*cmd).name.as_bytes()).unwrap_or("websockify");
+    (name, all.get(1..).unwrap_or_default())
+}
+
 /// The directive's name and its single argument.
 unsafe fn directive(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t) -> (&'static str, ngx_str_t) {
-    let args = (*(*cf).args).elts as *const ngx_str_t;
-    let name = core::str::from_utf8((*cmd).name.as_bytes()).unwrap_or("websockify");
-    (name, *args.add(1))
+    let (name, args) = arguments(cf, cmd);
+    (name, args.first().copied().unwrap_or_default())
 }
 
 fn show(value: &ngx_str_t) -> &str {
@@ -126,26 +158,13 @@ pub unsafe extern "C" fn set_pass(
         let mut u: ngx_url_t = mem::zeroed();
         u.url = value;
         u.default_port = DEFAULT_PORT;
-        if ngx_parse_url((*cf).pool, &mut u) != 0 || u.naddrs == 0 {
-            let why = if u.err.is_null() {
-                "no address"
-            } else {
-                core::ffi::CStr::from_ptr(u.err)
-                    .to_str()
-                    .unwrap_or("invalid")
-            };
-            ngx_conf_log_error!(
-                NGX_LOG_EMERG,
-                cf,
-                "invalid target \"{}\" in \"{name}\" directive: {why}",
-                show(&value)
-            );
+        // Host names and groups are resolved by the upstream module, like proxy_pass.
+        u.set_no_resolve(1);
+        let uscf = ngx_http_upstream_add(cf, &mut u, 0);
+        if uscf.is_null() {
             return CONF_ERROR;
         }
-        Target::Static {
-            addrs: u.addrs,
-            naddrs: u.naddrs,
-        }
+        Target::Static(uscf)
     };
     let slot = ngx_pcalloc((*cf).pool, mem::size_of::<Target>()) as *mut Target;
     if slot.is_null() {
@@ -216,4 +235,57 @@ pub unsafe extern "C" fn set_msec(
             CONF_ERROR
         }
     }
+}
+
+/// `websockify_allow HOST [PORTS];`
+pub unsafe extern "C" fn set_allow(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let conf = &mut *(conf as *mut LocConf);
+    let (name, args) = arguments(cf, cmd);
+    let host = args.first().map(show).unwrap_or_default();
+    let ports = args.get(1).map(show);
+    match Rule::parse(host, ports) {
+        Ok(rule) => {
+            conf.allow.push(rule);
+            CONF_OK
+        }
+        Err(why) => {
+            let all: Vec<&str> = args.iter().map(show).collect();
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid value \"{}\" in \"{name}\" directive: {why}",
+                all.join(" ")
+            );
+            CONF_ERROR
+        }
+    }
+}
+
+/// `websockify_allow_origin ORIGIN ...;`
+pub unsafe extern "C" fn set_allow_origin(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let conf = &mut *(conf as *mut LocConf);
+    let (name, args) = arguments(cf, cmd);
+    for arg in args {
+        match Origin::parse(show(arg)) {
+            Ok(origin) => conf.origins.push(origin),
+            Err(why) => {
+                ngx_conf_log_error!(
+                    NGX_LOG_EMERG,
+                    cf,
+                    "invalid value \"{}\" in \"{name}\" directive: {why}",
+                    show(arg)
+                );
+                return CONF_ERROR;
+            }
+        }
+    }
+    CONF_OK
 }

@@ -10,6 +10,7 @@ use ngx::ffi::{
 };
 use ngx::ngx_log_error;
 
+use crate::allow;
 use crate::config::LocConf;
 use crate::handshake::{self, Accept};
 use crate::module::ngx_http_websockify_module;
@@ -20,6 +21,7 @@ const NGX_DECLINED: ngx_int_t = -5;
 const NGX_DONE: ngx_int_t = -4;
 const NGX_ERROR: ngx_int_t = -1;
 const HTTP_BAD_REQUEST: ngx_int_t = 400;
+const HTTP_FORBIDDEN: ngx_int_t = 403;
 const HTTP_SWITCHING_PROTOCOLS: usize = 101;
 
 pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -29,7 +31,7 @@ pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let conf = &*(*(*r).loc_conf.add(ngx_http_websockify_module.ctx_index) as *const LocConf);
     let log = (*(*r).connection).log;
 
-    let accept = match check_handshake(r) {
+    let accept = match check_handshake(r, conf) {
         Ok(accept) => accept,
         Err(rej) => {
             ngx_log_error!(
@@ -44,22 +46,21 @@ pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             return rej.status as ngx_int_t;
         }
     };
-    let Some(target) = conf.target.as_ref() else {
+    if conf.target.is_null() {
         return NGX_DECLINED;
-    };
-    let addrs = match target::addresses(r, target) {
-        Ok(addrs) => addrs,
-        Err(status) => return status,
-    };
-    let Some(s) = Session::create(r, conf, accept, addrs) else {
+    }
+    let Some(s) = Session::create(r, conf, accept) else {
         return NGX_ERROR;
     };
     (*(*r).main).set_count((*(*r).main).count() + 1);
-    target::connect(s);
+    target::begin(&mut *s);
     NGX_DONE
 }
 
-unsafe fn check_handshake(r: *mut ngx_http_request_t) -> Result<Accept, handshake::Reject> {
+unsafe fn check_handshake(
+    r: *mut ngx_http_request_t,
+    conf: &LocConf,
+) -> Result<Accept, handshake::Reject> {
     let hin = &(*r).headers_in;
     if hin.content_length_n > 0 || hin.chunked() != 0 {
         return Err(handshake::Reject {
@@ -69,11 +70,24 @@ unsafe fn check_handshake(r: *mut ngx_http_request_t) -> Result<Accept, handshak
     }
     let is_get = (*r).method == NGX_HTTP_GET as usize;
     let http11 = (*r).http_version == NGX_HTTP_VERSION_11 as usize;
-    handshake::check(is_get, http11, headers(&hin.headers))
+    let accept = handshake::check(is_get, http11, headers(&hin.headers))?;
+    let origin = header(&hin.headers, b"origin");
+    if !allow::origin_allowed(&conf.origins, origin, header(&hin.headers, b"host")) {
+        return Err(handshake::Reject {
+            status: HTTP_FORBIDDEN as u16,
+            reason: "origin not allowed by websockify_allow_origin",
+        });
+    }
+    Ok(accept)
+}
+
+/// The first header called `name` (lowercase).
+unsafe fn header<'a>(list: &'a ngx_list_t, name: &[u8]) -> Option<&'a [u8]> {
+    headers(list).find_map(|(k, v)| k.eq_ignore_ascii_case(name).then_some(v))
 }
 
 /// Every request header as (name, value), in order.
-unsafe fn headers(list: &ngx_list_t) -> impl Iterator<Item = (&[u8], &[u8])> {
+unsafe fn headers(list: &ngx_list_t) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
     let mut part = &list.part as *const ngx_list_part_t;
     let mut i = 0;
     core::iter::from_fn(move || loop {

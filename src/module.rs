@@ -5,8 +5,8 @@ use core::ptr;
 
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_module_t, ngx_module_t, ngx_str_t, ngx_uint_t,
-    NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+    NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
 };
 
 use crate::config;
@@ -33,11 +33,23 @@ const fn command(
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 6] = [
+static mut COMMANDS: [ngx_command_t; 8] = [
     command(
         c"websockify_pass",
         (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as _,
         config::set_pass,
+        0,
+    ),
+    command(
+        c"websockify_allow",
+        ANY_LEVEL | NGX_CONF_TAKE12 as ngx_uint_t,
+        config::set_allow,
+        0,
+    ),
+    command(
+        c"websockify_allow_origin",
+        ANY_LEVEL | NGX_CONF_1MORE as ngx_uint_t,
+        config::set_allow_origin,
         0,
     ),
     command(

@@ -8,10 +8,11 @@ use core::ffi::c_void;
 use core::{mem, ptr};
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_addr_t, ngx_close_connection, ngx_connection_t, ngx_del_timer, ngx_event_t,
+    ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_del_timer, ngx_event_t,
     ngx_handle_read_event, ngx_handle_write_event, ngx_http_finalize_request,
     ngx_http_output_filter, ngx_http_request_t, ngx_int_t, ngx_msec_t, ngx_peer_connection_t,
-    ngx_pool_cleanup_add, ngx_tcp_nodelay, NGX_LOG_ERR, NGX_LOG_INFO,
+    ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_resolver_ctx_t, ngx_tcp_nodelay, NGX_LOG_ERR,
+    NGX_LOG_INFO,
 };
 use ngx::ngx_log_error;
 
@@ -20,7 +21,6 @@ use crate::config::LocConf;
 use crate::handler;
 use crate::handshake::Accept;
 use crate::module::ngx_http_websockify_module;
-use crate::target::{Addrs, HTTP_BAD_GATEWAY};
 
 const NGX_OK: ngx_int_t = 0;
 const NGX_ERROR: isize = -1;
@@ -65,11 +65,9 @@ impl Buf {
 pub struct Session {
     pub r: *mut ngx_http_request_t,
     pub conf: *const LocConf,
-    pub peer: ngx_peer_connection_t,
-    /// Status for the client when no address is left to try.
-    pub failure: ngx_int_t,
-    addrs: Addrs,
-    tried: usize,
+    /// A per-request host name being resolved, and the port that goes with it.
+    pub resolving: *mut ngx_resolver_ctx_t,
+    pub port: u16,
     accept: Accept,
     decoder: Decoder,
     framer: Framer,
@@ -103,7 +101,6 @@ impl Session {
         r: *mut ngx_http_request_t,
         conf: &LocConf,
         accept: Accept,
-        addrs: Addrs,
     ) -> Option<*mut Session> {
         let cln = ngx_pool_cleanup_add((*r).pool, mem::size_of::<Session>());
         if cln.is_null() {
@@ -113,10 +110,8 @@ impl Session {
         s.write(Session {
             r,
             conf,
-            peer: mem::zeroed(),
-            failure: HTTP_BAD_GATEWAY,
-            addrs,
-            tried: 0,
+            resolving: ptr::null_mut(),
+            port: 0,
             decoder: Decoder::new(accept.mode),
             framer: Framer::new(accept.mode),
             accept,
@@ -141,13 +136,13 @@ impl Session {
         Some(s)
     }
 
-    pub fn next_addr(&mut self) -> Option<*mut ngx_addr_t> {
-        if self.tried >= self.addrs.len {
-            return None;
-        }
-        self.tried += 1;
-        // SAFETY: `addrs` holds `len` entries allocated from a pool that outlives the request.
-        Some(unsafe { self.addrs.list.add(self.tried - 1) })
+    /// The peer connection: the request's upstream holds it, for the balancers.
+    pub unsafe fn peer(&self) -> *mut ngx_peer_connection_t {
+        &mut (*(*self.r).upstream).peer
+    }
+
+    unsafe fn target(&self) -> *mut ngx_connection_t {
+        (*self.peer()).connection
     }
 
     unsafe fn client(&self) -> *mut ngx_connection_t {
@@ -193,7 +188,7 @@ impl Session {
             return Outcome::Finish(NGX_OK);
         }
         if moved {
-            ngx_add_timer((*self.peer.connection).read, self.conf().read_timeout);
+            ngx_add_timer((*self.target()).read, self.conf().read_timeout);
         }
         Outcome::Wait
     }
@@ -204,7 +199,7 @@ impl Session {
 
     /// One step client -> target; true when something moved.
     unsafe fn client_to_target(&mut self) -> bool {
-        let t = self.peer.connection;
+        let t = self.target();
         if self.up.pending() {
             if self.target_failed {
                 self.up.pos = self.up.last;
@@ -373,7 +368,7 @@ impl Session {
             self.control = Some((frame, 0, false));
             return true;
         }
-        let t = self.peer.connection;
+        let t = self.target();
         if self.close_sent || self.target_done || (*(*t).read).ready() == 0 {
             return false;
         }
@@ -451,7 +446,7 @@ impl Session {
     /// Registers interest and send timers after a pump that will wait.
     unsafe fn arm(&mut self) -> Result<(), ()> {
         let c = self.client();
-        let t = self.peer.connection;
+        let t = self.target();
         for ev in [(*c).read, (*t).read] {
             if ngx_handle_read_event(ev, 0) != NGX_OK {
                 return Err(());
@@ -476,7 +471,7 @@ impl Session {
     /// Handles expired timers; true when the session must end at once.
     unsafe fn expire(&mut self) -> bool {
         let c = self.client();
-        let t = self.peer.connection;
+        let t = self.target();
         if (*(*c).write).timedout() != 0 {
             ngx_log_error!(NGX_LOG_INFO, self.log(), "websockify: client timed out");
             (*c).set_timedout(1);
@@ -528,7 +523,7 @@ pub unsafe fn fail(s: &mut Session, status: ngx_int_t) {
 pub unsafe fn start(s: &mut Session) {
     let r = s.r;
     let c = s.client();
-    let t = s.peer.connection;
+    let t = s.target();
     (*(*c).log).action = c"relaying WebSocket to target".as_ptr() as *mut _;
     if handler::switch_protocols(r, &s.accept).is_err() {
         finish(s, NGX_ERROR as ngx_int_t);
@@ -602,16 +597,27 @@ unsafe fn finish(s: &mut Session, rc: ngx_int_t) {
     ngx_http_finalize_request(r, rc);
 }
 
+/// Closes the target connection and returns its peer to the balancer.
 unsafe fn close_target(s: &mut Session) {
-    if !s.peer.connection.is_null() {
-        ngx_close_connection(s.peer.connection);
-        s.peer.connection = ptr::null_mut();
+    let Some(u) = (*s.r).upstream.as_mut() else {
+        return;
+    };
+    let pc = &mut u.peer;
+    if !pc.connection.is_null() {
+        ngx_close_connection(pc.connection);
+        pc.connection = ptr::null_mut();
+        if let Some(free) = pc.free {
+            free(pc, pc.data, 0);
+        }
     }
 }
 
 /// Pool cleanup: the request is going away (finished, or terminated by nginx).
 unsafe extern "C" fn cleanup(data: *mut c_void) {
     let s = &mut *(data as *mut Session);
+    if !s.resolving.is_null() {
+        ngx_resolve_name_done(s.resolving);
+    }
     close_target(s);
     say_going_away(s);
     ptr::drop_in_place(s);

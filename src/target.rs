@@ -1,119 +1,338 @@
-//! Choosing and connecting to the target: static addresses from the configuration or a
-//! value with variables evaluated per request, tried in order until one connects.
+//! Choosing and connecting to the target. Every target becomes an upstream peer set:
+//! configured ones (addresses, host names, `upstream {}` groups) through the upstream
+//! module and its balancers; per-request ones from an address or a name resolved with
+//! nginx's `resolver`, after the `websockify_allow` check. Peers are tried in turn until
+//! one connects.
 
 use core::ffi::c_void;
 use core::{mem, ptr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use ngx::ffi::{
-    getsockopt, ngx_add_timer, ngx_addr_t, ngx_array_create, ngx_array_push, ngx_close_connection,
-    ngx_current_msec, ngx_del_timer, ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t,
-    ngx_http_complex_value, ngx_http_request_t, ngx_http_upstream_state_t, ngx_int_t,
-    ngx_parse_url, ngx_str_t, ngx_url_t, socklen_t, NGX_LOG_ERR, SOL_SOCKET, SO_ERROR,
+    getsockopt, ngx_add_timer, ngx_array_create, ngx_array_push, ngx_close_connection,
+    ngx_connection_t, ngx_current_msec, ngx_del_timer, ngx_event_connect_peer, ngx_event_t,
+    ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module, ngx_http_request_t,
+    ngx_http_upstream_create, ngx_http_upstream_create_round_robin_peer,
+    ngx_http_upstream_main_conf_t, ngx_http_upstream_module, ngx_http_upstream_resolved_t,
+    ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t, ngx_int_t, ngx_parse_url, ngx_pcalloc,
+    ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t,
+    ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_str_t, ngx_url_t, sockaddr, sockaddr_in,
+    sockaddr_in6, sockaddr_un, socklen_t, AF_INET, AF_INET6, AF_UNIX, NGX_HTTP_UPSTREAM_CREATE,
+    NGX_LOG_ERR, NGX_PEER_FAILED, SOL_SOCKET, SO_ERROR,
 };
 use ngx::ngx_log_error;
 
-use crate::config::{Target, DEFAULT_PORT};
+use crate::allow::{self, Peer};
+use crate::config::{LocConf, Target, DEFAULT_PORT};
 use crate::relay::{self, Session};
 
 const NGX_OK: ngx_int_t = 0;
 const NGX_AGAIN: ngx_int_t = -2;
+const NGX_BUSY: ngx_int_t = -3;
+pub const HTTP_FORBIDDEN: ngx_int_t = 403;
+pub const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
 pub const HTTP_BAD_GATEWAY: ngx_int_t = 502;
 pub const HTTP_GATEWAY_TIMEOUT: ngx_int_t = 504;
-const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
 
-/// The addresses to try, in order.
-#[derive(Clone, Copy)]
-pub struct Addrs {
-    pub list: *mut ngx_addr_t,
-    pub len: usize,
-}
-
-pub unsafe fn addresses(r: *mut ngx_http_request_t, target: &Target) -> Result<Addrs, ngx_int_t> {
-    match target {
-        Target::Static { addrs, naddrs } => Ok(Addrs {
-            list: *addrs,
-            len: *naddrs,
-        }),
-        Target::Dynamic(cv) => {
-            let log = (*(*r).connection).log;
-            let mut value = ngx_str_t::default();
-            if ngx_http_complex_value(r, ptr::from_ref(cv).cast_mut(), &mut value) != NGX_OK {
-                return Err(HTTP_INTERNAL_SERVER_ERROR);
-            }
-            let shown = String::from_utf8_lossy(value.as_bytes());
-            if value.len == 0 {
-                ngx_log_error!(
-                    NGX_LOG_ERR,
-                    log,
-                    "websockify: the target evaluated to an empty value"
-                );
-                return Err(HTTP_BAD_GATEWAY);
-            }
-            let mut u: ngx_url_t = mem::zeroed();
-            u.url = value;
-            u.default_port = DEFAULT_PORT;
-            u.set_no_resolve(1);
-            if ngx_parse_url((*r).pool, &mut u) != NGX_OK {
-                let why = if u.err.is_null() {
-                    "invalid"
-                } else {
-                    core::ffi::CStr::from_ptr(u.err)
-                        .to_str()
-                        .unwrap_or("invalid")
-                };
-                ngx_log_error!(
-                    NGX_LOG_ERR,
-                    log,
-                    "websockify: invalid target \"{shown}\": {why}"
-                );
-                return Err(HTTP_BAD_GATEWAY);
-            }
-            if u.naddrs == 0 {
-                ngx_log_error!(
-                    NGX_LOG_ERR,
-                    log,
-                    "websockify: target \"{shown}\" is a host name; a per-request target must be an IP address or a unix: path"
-                );
-                return Err(HTTP_BAD_GATEWAY);
-            }
-            Ok(Addrs {
-                list: u.addrs,
-                len: u.naddrs,
-            })
-        }
+/// Sets up the peers for this request and starts connecting; failures end the request
+/// with their status.
+pub unsafe fn begin(s: &mut Session) {
+    let r = s.r;
+    if ngx_http_upstream_create(r) != NGX_OK {
+        relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+    let conf = &*s.conf;
+    let rc = match conf.target.as_ref() {
+        Some(Target::Static(uscf)) => init_group(r, *uscf),
+        Some(Target::Dynamic(cv)) => choose(s, conf, cv),
+        None => Err(HTTP_INTERNAL_SERVER_ERROR),
+    };
+    match rc {
+        Ok(true) => connect(s),
+        Ok(false) => {} // resolving; connect() follows
+        Err(status) => relay::fail(s, status),
     }
 }
 
-/// Starts connecting to the next address; on success the relay takes over, when none is
-/// left the request ends with the last failure's status.
-pub unsafe fn connect(s: *mut Session) {
-    let s = &mut *s;
+unsafe fn init_group(
+    r: *mut ngx_http_request_t,
+    uscf: *mut ngx_http_upstream_srv_conf_t,
+) -> Result<bool, ngx_int_t> {
+    let init = (*uscf).peer.init.ok_or(HTTP_INTERNAL_SERVER_ERROR)?;
+    if init(r, uscf) != NGX_OK {
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
+    }
+    Ok(true)
+}
+
+/// A per-request target: an `upstream {}` group by name, an address, or a host name to
+/// resolve. Ok(false) while the resolver works.
+unsafe fn choose(
+    s: &mut Session,
+    conf: &LocConf,
+    cv: &ngx::ffi::ngx_http_complex_value_t,
+) -> Result<bool, ngx_int_t> {
+    let r = s.r;
+    let log = (*(*r).connection).log;
+    let mut value = ngx_str_t::default();
+    if ngx_http_complex_value(r, ptr::from_ref(cv).cast_mut(), &mut value) != NGX_OK {
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
+    }
+    let shown = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    if value.len == 0 {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "websockify: the target evaluated to an empty value"
+        );
+        return Err(HTTP_BAD_GATEWAY);
+    }
+    let mut u: ngx_url_t = mem::zeroed();
+    u.url = value;
+    u.default_port = DEFAULT_PORT;
+    u.set_no_resolve(1);
+    if ngx_parse_url((*r).pool, &mut u) != NGX_OK {
+        let why = cstr(u.err).unwrap_or("invalid");
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "websockify: invalid target \"{shown}\": {why}"
+        );
+        return Err(HTTP_BAD_GATEWAY);
+    }
+    // Groups are written by the operator, so they are trusted like static targets.
+    if let Some(uscf) = find_group(r, &u) {
+        return init_group(r, uscf);
+    }
+    if u.naddrs == 0 {
+        return resolve(s, &u, &shown);
+    }
+    let addr = &*u.addrs;
+    let Some(peer) = peer_of(addr.sockaddr, addr.socklen) else {
+        return Err(HTTP_BAD_GATEWAY);
+    };
+    if !allow::allowed(&conf.allow, None, peer) {
+        deny(log, &shown, conf);
+        return Err(HTTP_FORBIDDEN);
+    }
+    let ur = ngx_pcalloc((*r).pool, mem::size_of::<ngx_http_upstream_resolved_t>())
+        as *mut ngx_http_upstream_resolved_t;
+    if ur.is_null() {
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
+    }
+    (*ur).sockaddr = addr.sockaddr;
+    (*ur).socklen = addr.socklen;
+    (*ur).name = addr.name;
+    (*ur).naddrs = 1;
+    peers_from(r, ur)?;
+    Ok(true)
+}
+
+unsafe fn peers_from(
+    r: *mut ngx_http_request_t,
+    ur: *mut ngx_http_upstream_resolved_t,
+) -> Result<(), ngx_int_t> {
+    if ngx_http_upstream_create_round_robin_peer(r, ur) != NGX_OK {
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
+    }
+    Ok(())
+}
+
+unsafe fn deny(log: *mut ngx::ffi::ngx_log_t, target: &str, conf: &LocConf) {
+    let hint = if conf.allow.is_empty() {
+        " (no websockify_allow rule: per-request targets are refused by default)"
+    } else {
+        ""
+    };
+    ngx_log_error!(
+        NGX_LOG_ERR,
+        log,
+        "websockify: target \"{target}\" is not allowed{hint}"
+    );
+}
+
+/// An explicit `upstream NAME {}` block that a per-request value names.
+unsafe fn find_group(
+    r: *mut ngx_http_request_t,
+    u: &ngx_url_t,
+) -> Option<*mut ngx_http_upstream_srv_conf_t> {
+    let umcf = *(*r).main_conf.add(ngx_http_upstream_module.ctx_index)
+        as *const ngx_http_upstream_main_conf_t;
+    let list = &(*umcf).upstreams;
+    let groups = core::slice::from_raw_parts(
+        list.elts as *const *mut ngx_http_upstream_srv_conf_t,
+        list.nelts,
+    );
+    groups.iter().copied().find(|&g| {
+        (*g).flags & NGX_HTTP_UPSTREAM_CREATE as usize != 0
+            && u.no_port() != 0
+            && (*g).host.as_bytes().eq_ignore_ascii_case(u.host.as_bytes())
+    })
+}
+
+/// Starts resolving a per-request host name with the location's `resolver`.
+unsafe fn resolve(s: &mut Session, u: &ngx_url_t, shown: &str) -> Result<bool, ngx_int_t> {
+    let r = s.r;
+    let log = (*(*r).connection).log;
+    let clcf =
+        *(*r).loc_conf.add(ngx_http_core_module.ctx_index) as *const ngx_http_core_loc_conf_t;
+    let mut temp: ngx_resolver_ctx_t = mem::zeroed();
+    temp.name = u.host;
+    let ctx = ngx_resolve_start((*clcf).resolver, &mut temp);
+    if ctx.is_null() {
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
+    }
+    // NGX_NO_RESOLVER
+    if ctx as isize == -1 {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "websockify: no resolver defined to resolve target \"{shown}\""
+        );
+        return Err(HTTP_BAD_GATEWAY);
+    }
+    (*ctx).name = u.host;
+    (*ctx).handler = Some(resolved);
+    (*ctx).data = ptr::from_mut(s).cast();
+    (*ctx).timeout = (*clcf).resolver_timeout;
+    s.port = u.port;
+    s.resolving = ctx;
+    if ngx_resolve_name(ctx) != NGX_OK {
+        s.resolving = ptr::null_mut();
+        return Err(HTTP_BAD_GATEWAY);
+    }
+    Ok(false)
+}
+
+unsafe extern "C" fn resolved(ctx: *mut ngx_resolver_ctx_t) {
+    let s = &mut *((*ctx).data as *mut Session);
+    let rc = use_resolved(s, ctx);
+    s.resolving = ptr::null_mut();
+    ngx_resolve_name_done(ctx);
+    match rc {
+        Ok(()) => connect(s),
+        Err(status) => relay::fail(s, status),
+    }
+}
+
+unsafe fn use_resolved(s: &mut Session, ctx: *mut ngx_resolver_ctx_t) -> Result<(), ngx_int_t> {
+    let r = s.r;
+    let log = (*(*r).connection).log;
+    let conf = &*s.conf;
+    let name = (*ctx).name.as_bytes();
+    let shown = format!("{}:{}", String::from_utf8_lossy(name), s.port);
+    if (*ctx).state != 0 {
+        let why = cstr(ngx_resolver_strerror((*ctx).state)).unwrap_or("error");
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "websockify: target \"{shown}\" could not be resolved ({}: {why})",
+            (*ctx).state
+        );
+        return Err(HTTP_BAD_GATEWAY);
+    }
+    let found = core::slice::from_raw_parts((*ctx).addrs, (*ctx).naddrs);
+    let list = ngx_pcalloc((*r).pool, mem::size_of_val(found)) as *mut ngx_resolver_addr_t;
+    if list.is_null() {
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
+    }
+    let mut kept = 0;
+    for a in found {
+        let peer = peer_of(a.sockaddr, a.socklen).map(|p| with_port(p, s.port));
+        if peer.is_some_and(|p| allow::allowed(&conf.allow, Some(name), p)) {
+            list.add(kept).write(*a);
+            kept += 1;
+        }
+    }
+    if kept == 0 {
+        deny(log, &shown, conf);
+        return Err(HTTP_FORBIDDEN);
+    }
+    let ur = ngx_pcalloc((*r).pool, mem::size_of::<ngx_http_upstream_resolved_t>())
+        as *mut ngx_http_upstream_resolved_t;
+    if ur.is_null() {
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
+    }
+    (*ur).host = (*ctx).name;
+    (*ur).port = s.port;
+    (*ur).addrs = list;
+    (*ur).naddrs = kept;
+    // Copies the addresses: the resolver's go away with ngx_resolve_name_done().
+    peers_from(r, ur)
+}
+
+fn with_port(peer: Peer, port: u16) -> Peer {
+    match peer {
+        Peer::Inet(mut sa) => {
+            sa.set_port(port);
+            Peer::Inet(sa)
+        }
+        unix => unix,
+    }
+}
+
+/// A socket address as the allow-list sees it.
+unsafe fn peer_of<'a>(sa: *const sockaddr, len: socklen_t) -> Option<Peer<'a>> {
+    match i32::from((*sa).sa_family) {
+        f if f == AF_INET as i32 => {
+            let sin = &*(sa as *const sockaddr_in);
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            let port = u16::from_be(sin.sin_port);
+            Some(Peer::Inet(SocketAddr::V4(SocketAddrV4::new(ip, port))))
+        }
+        f if f == AF_INET6 as i32 => {
+            let sin6 = &*(sa as *const sockaddr_in6);
+            let ip = Ipv6Addr::from(sin6.sin6_addr.__in6_u.__u6_addr8);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(Peer::Inet(SocketAddr::V6(SocketAddrV6::new(
+                ip, port, 0, 0,
+            ))))
+        }
+        f if f == AF_UNIX as i32 => {
+            let sun = &*(sa as *const sockaddr_un);
+            let max = (len as usize).saturating_sub(mem::size_of_val(&sun.sun_family));
+            let path = core::slice::from_raw_parts(sun.sun_path.as_ptr().cast::<u8>(), max);
+            let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+            path.get(..end).map(Peer::Unix)
+        }
+        _ => None,
+    }
+}
+
+unsafe fn cstr<'a>(p: *const core::ffi::c_char) -> Option<&'a str> {
+    if p.is_null() {
+        return None;
+    }
+    core::ffi::CStr::from_ptr(p).to_str().ok()
+}
+
+/// Connects to the next peer; when none is left the request ends with the last
+/// failure's status.
+pub unsafe fn connect(s: &mut Session) {
+    let log = (*(*s.r).connection).log;
+    (*log).action = c"connecting to websockify target".as_ptr() as *mut _;
     loop {
-        let Some(addr) = s.next_addr() else {
-            relay::fail(s, s.failure);
+        let pc = s.peer();
+        (*pc).log = log;
+        (*pc).start_time = ngx_current_msec;
+        let rc = ngx_event_connect_peer(pc);
+        if rc == NGX_BUSY {
+            ngx_log_error!(NGX_LOG_ERR, log, "websockify: no live targets in the group");
+            relay::fail(s, HTTP_BAD_GATEWAY);
             return;
-        };
-        let log = (*(*s.r).connection).log;
-        (*log).action = c"connecting to websockify target".as_ptr() as *mut _;
-        s.peer.sockaddr = (*addr).sockaddr;
-        s.peer.socklen = (*addr).socklen;
-        s.peer.name = &mut (*addr).name;
-        s.peer.get = Some(ngx_event_get_peer);
-        s.peer.log = log;
-        s.peer.set_log_error(NGX_ERROR_ERR);
-        s.peer.tries = 1;
-        s.peer.start_time = ngx_current_msec;
+        }
         if push_state(s).is_err() {
             relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
-        match ngx_event_connect_peer(&mut s.peer) {
+        match rc {
             NGX_OK => {
                 connected(s);
                 return;
             }
             NGX_AGAIN => {
-                let c = s.peer.connection;
+                let c = (*pc).connection;
                 (*c).data = ptr::from_mut(s).cast::<c_void>();
                 (*(*c).read).handler = Some(connect_handler);
                 (*(*c).write).handler = Some(connect_handler);
@@ -121,36 +340,38 @@ pub unsafe fn connect(s: *mut Session) {
                 return;
             }
             _ => {
-                refused(s, "connection failed");
-                s.failure = HTTP_BAD_GATEWAY;
+                if !failed(s, "connection failed", HTTP_BAD_GATEWAY) {
+                    return;
+                }
             }
         }
     }
 }
 
-const NGX_ERROR_ERR: u32 = 1;
-
 unsafe extern "C" fn connect_handler(ev: *mut ngx_event_t) {
-    let c = (*ev).data as *mut ngx::ffi::ngx_connection_t;
+    let c = (*ev).data as *mut ngx_connection_t;
     let s = &mut *((*c).data as *mut Session);
-    if (*ev).timedout() != 0 {
-        refused(s, "connection timed out");
-        s.failure = HTTP_GATEWAY_TIMEOUT;
+    let more = if (*ev).timedout() != 0 {
+        failed(s, "connection timed out", HTTP_GATEWAY_TIMEOUT)
     } else if let Some(err) = socket_error(c) {
-        refused(s, &std::io::Error::from_raw_os_error(err).to_string());
-        s.failure = HTTP_BAD_GATEWAY;
+        let why = std::io::Error::from_raw_os_error(err).to_string();
+        // "Connection refused (os error 111)" -> "(111: Connection refused)", nginx's way.
+        let text = why.split(" (os error").next().unwrap_or_default();
+        failed(s, &format!("({err}: {text})"), HTTP_BAD_GATEWAY)
     } else {
         if (*(*c).write).timer_set() != 0 {
             ngx_del_timer((*c).write);
         }
         connected(s);
         return;
+    };
+    if more {
+        connect(s);
     }
-    connect(s);
 }
 
 /// SO_ERROR of a socket whose non-blocking connect() finished.
-unsafe fn socket_error(c: *mut ngx::ffi::ngx_connection_t) -> Option<i32> {
+unsafe fn socket_error(c: *mut ngx_connection_t) -> Option<i32> {
     let mut err: i32 = 0;
     let mut len = mem::size_of::<i32>() as socklen_t;
     let rc = getsockopt(
@@ -166,30 +387,49 @@ unsafe fn socket_error(c: *mut ngx::ffi::ngx_connection_t) -> Option<i32> {
     (err != 0).then_some(err)
 }
 
-/// Logs a failed attempt (naming the target) and drops its connection.
-unsafe fn refused(s: &mut Session, why: &str) {
+/// Logs a failed attempt naming the target, tells the balancer, and says whether
+/// another peer may be tried; when not, the request has been ended.
+unsafe fn failed(s: &mut Session, why: &str, status: ngx_int_t) -> bool {
+    let pc = s.peer();
     let log = (*(*s.r).connection).log;
-    let name = String::from_utf8_lossy((*s.peer.name).as_bytes());
+    let name = (*pc)
+        .name
+        .as_ref()
+        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+        .unwrap_or_default();
     ngx_log_error!(
         NGX_LOG_ERR,
         log,
         "websockify: cannot connect to target \"{name}\": {why}"
     );
-    if !s.peer.connection.is_null() {
-        ngx_close_connection(s.peer.connection);
-        s.peer.connection = ptr::null_mut();
+    if let Some(state) = current_state(s) {
+        state.status = status as usize;
     }
+    if !(*pc).connection.is_null() {
+        ngx_close_connection((*pc).connection);
+        (*pc).connection = ptr::null_mut();
+    }
+    if let Some(free) = (*pc).free {
+        free(pc, (*pc).data, NGX_PEER_FAILED as usize);
+    }
+    if (*pc).tries == 0 {
+        relay::fail(s, status);
+        return false;
+    }
+    true
 }
 
 unsafe fn connected(s: &mut Session) {
-    let elapsed = ngx_current_msec.saturating_sub(s.peer.start_time);
+    let elapsed = ngx_current_msec.saturating_sub((*s.peer()).start_time);
     if let Some(state) = current_state(s) {
         state.connect_time = elapsed;
+        state.status = 101;
     }
     relay::start(s);
 }
 
-/// Records the attempt for `$upstream_addr` and `$upstream_connect_time`.
+/// Records the attempt for `$upstream_addr`, `$upstream_status` and
+/// `$upstream_connect_time`.
 unsafe fn push_state(s: &mut Session) -> Result<(), ()> {
     let r = s.r;
     if (*r).upstream_states.is_null() {
@@ -204,8 +444,10 @@ unsafe fn push_state(s: &mut Session) -> Result<(), ()> {
         return Err(());
     }
     ptr::write_bytes(state, 0, 1);
-    (*state).peer = s.peer.name;
+    (*state).peer = (*s.peer()).name;
     (*state).connect_time = ngx::ffi::ngx_msec_t::MAX;
+    (*state).response_time = ngx::ffi::ngx_msec_t::MAX;
+    (*state).header_time = ngx::ffi::ngx_msec_t::MAX;
     Ok(())
 }
 
