@@ -282,7 +282,8 @@ impl Session {
         self.up.last = p.produced;
         self.raw = p.consumed;
         match p.event {
-            None => {}
+            // The decoder takes all input unless it stops at an event; never spin on a rest.
+            None => self.raw = self.end,
             Some(Event::Ping(payload)) if !self.close_pending() && !self.close_sent => {
                 self.pong = Some(codec::pong(payload.payload()));
             }
