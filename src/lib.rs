@@ -8,13 +8,13 @@ pub mod allow;
 pub mod codec;
 pub mod handshake;
 
-#[cfg(not(test))]
+#[cfg(not(any(test, fuzzing)))]
 mod config;
-#[cfg(not(test))]
+#[cfg(not(any(test, fuzzing)))]
 mod handler;
-#[cfg(not(test))]
+#[cfg(not(any(test, fuzzing)))]
 mod module;
-#[cfg(not(test))]
+#[cfg(not(any(test, fuzzing)))]
 mod relay;
-#[cfg(not(test))]
+#[cfg(not(any(test, fuzzing)))]
 mod target;
