@@ -491,7 +491,7 @@ impl Session {
             ngx_log_error!(
                 NGX_LOG_INFO,
                 self.log(),
-                "websockify: session idle for {} ms, closing",
+                "websockify: session timed out after {} ms without data, closing with 1001",
                 self.conf().read_timeout
             );
             self.client_done = true;
