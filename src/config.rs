@@ -8,8 +8,8 @@ use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
     ngx_http_complex_value_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
     ngx_http_script_variables_count, ngx_http_upstream_add, ngx_http_upstream_srv_conf_t,
-    ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_pool_cleanup_add, ngx_str_t,
-    ngx_url_t, NGX_LOG_EMERG,
+    ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_parse_url, ngx_pcalloc, ngx_pool_cleanup_add,
+    ngx_str_t, ngx_url_t, NGX_LOG_EMERG,
 };
 use ngx::ngx_conf_log_error;
 
@@ -155,11 +155,33 @@ pub unsafe extern "C" fn set_pass(
         }
         Target::Dynamic(cv)
     } else {
-        let mut u: ngx_url_t = mem::zeroed();
-        u.url = value;
-        u.default_port = DEFAULT_PORT;
-        // Host names and groups are resolved by the upstream module, like proxy_pass.
-        u.set_no_resolve(1);
+        let url = || {
+            let mut u: ngx_url_t = mem::zeroed();
+            u.url = value;
+            u.default_port = DEFAULT_PORT;
+            // Host names and groups are resolved by the upstream module, like proxy_pass.
+            u.set_no_resolve(1);
+            u
+        };
+        // Parsed here first so that a bad value is reported with the directive's name.
+        let mut check = url();
+        if ngx_parse_url((*cf).pool, &mut check) != 0 {
+            let why = if check.err.is_null() {
+                "invalid address"
+            } else {
+                core::ffi::CStr::from_ptr(check.err)
+                    .to_str()
+                    .unwrap_or("invalid address")
+            };
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid target \"{}\" in \"{name}\" directive: {why}",
+                show(&value)
+            );
+            return CONF_ERROR;
+        }
+        let mut u = url();
         let uscf = ngx_http_upstream_add(cf, &mut u, 0);
         if uscf.is_null() {
             return CONF_ERROR;

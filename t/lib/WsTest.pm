@@ -1,0 +1,726 @@
+package WsTest;
+
+# Helpers for the ngx-websockify integration tests (Test::Nginx::Socket).
+#
+# * Every block gets `load_module $TEST_NGINX_WEBSOCKIFY_SO;` in --- main_config.
+# * A block may carry a `--- ws_test` section: Perl code run after nginx has started
+#   (and after the trivial `GET /ok` request the preprocessor adds), before the
+#   error_log/access_log checks.  It drives raw WebSocket clients (ws_connect) and
+#   mock TCP targets (mock_target) and asserts with Test::More.  In that code,
+#   $T is the block name, to prefix test names with.
+# * Mock targets are forked Perl processes listening on 127.0.0.1 (or a unix
+#   socket); they record every connection, the bytes received and whether EOF was
+#   seen, into files.  They are killed at the end of the block (and in END).
+
+use strict;
+use warnings;
+
+use Test::Nginx::Socket ();
+use Test::More ();
+use IO::Socket::INET;
+use IO::Socket::UNIX;
+use IO::Select;
+use Socket qw(SOL_SOCKET SO_RCVBUF SO_SNDBUF IPPROTO_TCP TCP_NODELAY);
+use Errno qw(EAGAIN EWOULDBLOCK EINTR EINPROGRESS);
+use POSIX ();
+use File::Temp ();
+use MIME::Base64 qw(encode_base64 decode_base64);
+use Digest::SHA qw(sha1 sha512 sha1_hex);
+use Time::HiRes qw(time sleep);
+
+use Exporter 'import';
+our @EXPORT = qw(
+    ws_frame ws_close_frame ws_parse_frame ws_request ws_accept ws_key
+    ws_connect http_raw mock_target prng_bytes rand_port server_port_client
+    ws_tmp wait_until slurp describe_diff error_log_text access_log_text fill_backlog
+);
+
+our $T;    # current block name, for test names
+our @TARGETS;    # live mock targets
+
+my $GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+# ---------------------------------------------------------------- environment
+
+$ENV{TEST_NGINX_WEBSOCKIFY_SO} //= do {
+    my $root = __FILE__;
+    $root =~ s{t/lib/WsTest\.pm$}{};
+    $root = '.' if $root eq '';
+    require Cwd;
+    Cwd::abs_path("$root/build/debian") . "/ngx_http_websockify_module.so";
+};
+
+my $TMP = File::Temp::tempdir('ngx-ws-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+$ENV{TEST_NGINX_WS_TMP} = $TMP;
+sub ws_tmp () { $TMP }
+
+$SIG{PIPE} = 'IGNORE';
+
+Test::Nginx::Socket::no_shuffle();
+
+Test::Nginx::Socket::add_block_preprocessor(sub {
+    my $block = shift;
+
+    if (!defined $block->main_config) {
+        $block->set_value('main_config', 'load_module $TEST_NGINX_WEBSOCKIFY_SO;');
+    }
+
+    if (defined $block->must_die && !defined $block->suppress_stderr) {
+        $block->set_value('suppress_stderr', 1);
+    }
+
+    if (!defined $block->request && !defined $block->raw_request) {
+        $block->set_value('request', "GET /ok\n");
+        $block->set_value('response_body', "ok\n") unless defined $block->response_body
+            || defined $block->response_body_like;
+        my $config = $block->config // '';
+        $config .= "\n    location = /ok { return 200 \"ok\\n\"; }\n";
+        $block->set_value('config', $config);
+    }
+});
+
+Test::Nginx::Socket::add_response_body_check(sub {
+    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+    my $code = $block->ws_test;
+    return unless defined $code;
+    my $name = $block->name;
+    if ($dry_run) {
+      SKIP: { Test::More::skip("$name - ws_test skipped due to $dry_run", 1) }
+        return;
+    }
+    local $T = $name;
+    my $limit = $block->ws_timeout // 40;
+    my $ok = eval {
+        local $SIG{ALRM} = sub { die "ws_test timed out after ${limit}s\n" };
+        alarm $limit;
+        my $sub = eval "package WsTest::Run; use strict; use warnings; use Test::More;"
+            . " use MIME::Base64; use Time::HiRes qw(time sleep); BEGIN { WsTest->import }"
+            . " our \$T; *T = \\\$WsTest::T;\n"
+            . "sub {\n#line 1 \"$name ws_test\"\n$code\n}";
+        die "compiling ws_test: $@" if !$sub;
+        $sub->();
+        alarm 0;
+        1;
+    };
+    alarm 0;
+    if (!$ok) {
+        Test::More::fail("$name - ws_test died: $@");
+    }
+    stop_all_targets();
+});
+
+END { stop_all_targets() }
+
+sub rand_port ($) {
+    my $n = shift;
+    my $p = $Test::Nginx::Util::RandPorts->{"TEST_NGINX_RAND_PORT_$n"};
+    die "TEST_NGINX_RAND_PORT_$n is not used in this block's config\n" if !defined $p;
+    return $p;
+}
+
+sub server_port_client () { Test::Nginx::Util::server_port_for_client() }
+
+sub wait_until (&$) {
+    my ($cond, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (1) {
+        my $r = $cond->();
+        return $r if $r;
+        return undef if time >= $deadline;
+        sleep 0.02;
+    }
+}
+
+sub slurp ($) {
+    my $f = shift;
+    open my $fh, '<:raw', $f or return undef;
+    local $/;
+    my $d = <$fh>;
+    return $d // '';
+}
+
+# Error log written since this block started (does not move Test::Nginx's position).
+sub error_log_text () {
+    my $d = slurp($Test::Nginx::Util::ErrLogFile) // '';
+    my $pos = $Test::Nginx::Util::ErrLogFilePos || 0;
+    return substr($d, $pos > length $d ? 0 : $pos);
+}
+
+# Content of logs/NAME under the server root (e.g. a custom access_log).
+sub access_log_text ($) {
+    return slurp(Test::Nginx::Util::server_root() . "/logs/$_[0]") // '';
+}
+
+# Fills the accept queue of a listener that never accepts (mock_target(backlog =>
+# 1, no_accept => 1)), so that further connects hang: a connect timeout on loopback.
+sub fill_backlog ($;$) {
+    my ($port, $n) = @_;
+    my @s;
+    for (1 .. ($n // 6)) {
+        push @s, IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+            Blocking => 0);
+        sleep 0.05;
+    }
+    return \@s;
+}
+
+# Deterministic pseudo-random bytes: SHA-512 in counter mode.
+sub prng_bytes ($$) {
+    my ($seed, $len) = @_;
+    my $out = '';
+    my $i = 0;
+    while (length($out) < $len) {
+        $out .= sha512("$seed:" . $i++);
+    }
+    return substr($out, 0, $len);
+}
+
+# Short description of where two byte strings differ (for failure messages).
+sub describe_diff ($$) {
+    my ($got, $exp) = @_;
+    return "identical" if $got eq $exp;
+    my $n = length($got) < length($exp) ? length($got) : length($exp);
+    my $i = 0;
+    # coarse then fine search for the first difference
+    my $step = 4096;
+    while ($i + $step <= $n && substr($got, $i, $step) eq substr($exp, $i, $step)) { $i += $step }
+    while ($i < $n && substr($got, $i, 1) eq substr($exp, $i, 1)) { $i++ }
+    return sprintf("got %d bytes, expected %d; first difference at offset %d", length $got,
+        length $exp, $i);
+}
+
+# ---------------------------------------------------------------- framing
+
+# ws_frame(opcode => 2, payload => '...', fin => 1, rsv => 0, mask => 1,
+#          key => 4 bytes, len => 7|16|64 (force length encoding))
+sub ws_frame {
+    my %o = @_ == 1 ? (payload => $_[0]) : @_;
+    my $payload = $o{payload} // '';
+    my $op = $o{opcode} // 2;
+    my $fin = exists $o{fin} ? $o{fin} : 1;
+    my $rsv = $o{rsv} // 0;
+    my $mask = exists $o{mask} ? $o{mask} : 1;
+    my $len = length $payload;
+    my $b0 = ($fin ? 0x80 : 0) | (($rsv & 7) << 4) | ($op & 0xf);
+    my $mbit = $mask ? 0x80 : 0;
+    my $form = $o{len} // ($len < 126 ? 7 : $len < 65536 ? 16 : 64);
+    my $hdr = chr($b0);
+    if ($form == 7) {
+        $hdr .= chr($mbit | $len);
+    } elsif ($form == 16) {
+        $hdr .= chr($mbit | 126) . pack('n', $len);
+    } else {
+        $hdr .= chr($mbit | 127) . pack('NN', int($len / 4294967296), $len % 4294967296);
+    }
+    if ($mask) {
+        my $key = $o{key} // pack('N', int(rand(4294967296)));
+        $hdr .= $key;
+        my $k = $key x (int($len / 4) + 1);
+        $payload = $payload ^ substr($k, 0, $len);
+    }
+    return $hdr . $payload;
+}
+
+sub ws_close_frame {
+    my ($code, $reason, %o) = @_;
+    my $p = defined $code ? pack('n', $code) . ($reason // '') : '';
+    return ws_frame(opcode => 8, payload => $p, %o);
+}
+
+# Removes one complete frame from the front of $$bufref; returns a hash or undef.
+sub ws_parse_frame ($) {
+    my $bufref = shift;
+    my $blen = length $$bufref;
+    return undef if $blen < 2;
+    my ($b0, $b1) = unpack('CC', $$bufref);
+    my $masked = $b1 & 0x80;
+    my $len = $b1 & 0x7f;
+    my $off = 2;
+    if ($len == 126) {
+        return undef if $blen < 4;
+        $len = unpack('n', substr($$bufref, 2, 2));
+        $off = 4;
+    } elsif ($len == 127) {
+        return undef if $blen < 10;
+        my ($hi, $lo) = unpack('NN', substr($$bufref, 2, 8));
+        $len = $hi * 4294967296 + $lo;
+        $off = 10;
+    }
+    my $key;
+    if ($masked) {
+        return undef if $blen < $off + 4;
+        $key = substr($$bufref, $off, 4);
+        $off += 4;
+    }
+    return undef if $blen < $off + $len;
+    my $payload = substr($$bufref, $off, $len);
+    if ($masked) {
+        $payload ^= substr($key x (int($len / 4) + 1), 0, $len);
+    }
+    substr($$bufref, 0, $off + $len) = '';
+    my $f = {
+        fin => ($b0 >> 7) & 1, rsv => ($b0 >> 4) & 7, opcode => $b0 & 0xf,
+        masked => $masked ? 1 : 0, payload => $payload, header_len => $off,
+    };
+    if ($f->{opcode} == 8 && length($payload) >= 2) {
+        $f->{code} = unpack('n', $payload);
+        $f->{reason} = substr($payload, 2);
+    }
+    return $f;
+}
+
+sub ws_key () { encode_base64(join('', map { chr(int rand 256) } 1 .. 16), '') }
+
+sub ws_accept ($) { encode_base64(sha1($_[0] . $GUID), '') }
+
+# ws_request(path => '/ws', key => ..., protocol => 'binary', method => 'GET',
+#            version => 'HTTP/1.1', headers => { Name => value or undef to omit })
+sub ws_request {
+    my %o = @_;
+    my $path = $o{path} // '/ws';
+    my $key = $o{key} // ws_key();
+    my @h = (
+        [Host => $o{host} // 'localhost'],
+        [Upgrade => 'websocket'],
+        [Connection => 'Upgrade'],
+        ['Sec-WebSocket-Key' => $key],
+        ['Sec-WebSocket-Version' => '13'],
+    );
+    push @h, ['Sec-WebSocket-Protocol' => $o{protocol}] if defined $o{protocol};
+    my %over = %{ $o{headers} // {} };
+    my @out;
+    for my $p (@h) {
+        if (exists $over{ $p->[0] }) {
+            my $v = delete $over{ $p->[0] };
+            push @out, [$p->[0], $v] if defined $v;
+        } else {
+            push @out, $p;
+        }
+    }
+    push @out, map { [$_, $over{$_}] } grep { defined $over{$_} } sort keys %over;
+    my $req = sprintf("%s %s %s\r\n", $o{method} // 'GET', $path, $o{version} // 'HTTP/1.1');
+    $req .= "$_->[0]: $_->[1]\r\n" for @out;
+    return "$req\r\n";
+}
+
+# ---------------------------------------------------------------- client
+
+sub _connect_sock {
+    my %o = @_;
+    my $port = $o{port} // server_port_client();
+    my $sock = IO::Socket::INET->new(PeerAddr => $o{addr} // '127.0.0.1', PeerPort => $port,
+        Proto => 'tcp', Timeout => 5)
+        or die "cannot connect to nginx on port $port: $!\n";
+    setsockopt($sock, IPPROTO_TCP, TCP_NODELAY, 1);
+    if ($o{rcvbuf}) {
+        setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $o{rcvbuf});
+    }
+    if ($o{tls}) {
+        require IO::Socket::SSL;
+        IO::Socket::SSL->start_SSL($sock, SSL_verify_mode => 0,
+            SSL_hostname => 'localhost', Timeout => 5,
+            ($o{alpn} ? (SSL_alpn_protocols => $o{alpn}) : ()))
+            or die "TLS handshake failed: $IO::Socket::SSL::SSL_ERROR\n";
+    } else {
+        $sock->blocking(0);
+    }
+    return $sock;
+}
+
+# Sends a raw HTTP request and reads until the header and the body of a
+# non-101 response (Content-Length) is complete, or the connection closes.
+# Returns a WsTest::Client with {status, headers, head, body}.
+sub http_raw {
+    my ($req, %o) = @_;
+    my $c = WsTest::Client->new(_connect_sock(%o), $o{tls});
+    $c->send($req);
+    $c->read_head($o{timeout} // 5);
+    if (defined $c->{status} && $c->{status} != 101) {
+        my $cl = $c->{headers}{'content-length'};
+        if (defined $cl) {
+            $c->fill($cl, $o{timeout} // 5);
+        }
+        $c->{body} = $c->{buf};
+    }
+    return $c;
+}
+
+# ws_connect(%request_opts, extra => bytes sent in the same write as the request,
+#            port, tls, timeout).  Returns a WsTest::Client after reading the
+#            response head; {status} is the HTTP status (101 on success).
+sub ws_connect {
+    my %o = @_;
+    my $key = $o{key} //= ws_key();
+    my $req = ws_request(%o);
+    my $c = WsTest::Client->new(_connect_sock(%o), $o{tls});
+    $c->{key} = $key;
+    $c->send($req . ($o{extra} // ''));
+    $c->read_head($o{timeout} // 10);
+    return $c;
+}
+
+package WsTest::Client;
+
+use strict;
+use warnings;
+use Errno qw(EAGAIN EWOULDBLOCK EINTR);
+use IO::Select;
+use Time::HiRes qw(time sleep);
+
+sub new {
+    my ($class, $sock, $tls) = @_;
+    return bless { sock => $sock, tls => $tls, buf => '', eof => 0, frames => [] }, $class;
+}
+
+sub sock { $_[0]{sock} }
+
+# Reads what is available (waiting up to $timeout); returns bytes read, 0 on EOF,
+# undef on timeout.
+sub read_some {
+    my ($self, $timeout) = @_;
+    return 0 if $self->{eof};
+    my $s = $self->{sock};
+    my $pending = $self->{tls} && $s->pending;
+    if (!$pending) {
+        my $sel = IO::Select->new($s);
+        return undef if !$sel->can_read($timeout < 0 ? 0 : $timeout);
+    }
+    my $n = sysread($s, my $data, 1 << 20);
+    if (!defined $n) {
+        return undef if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+        if ($self->{tls} && $IO::Socket::SSL::SSL_ERROR
+            && $IO::Socket::SSL::SSL_ERROR == IO::Socket::SSL::SSL_WANT_READ())
+        {
+            return undef;
+        }
+        $self->{eof} = 1;
+        $self->{error} = "$!";
+        return 0;
+    }
+    if ($n == 0) {
+        $self->{eof} = 1;
+        return 0;
+    }
+    $self->{buf} .= $data;
+    $self->{bytes_in} += $n;
+    return $n;
+}
+
+# Writes all of $data (reading into the buffer meanwhile, so that a peer that
+# sends while we send cannot deadlock us).  Dies on timeout or error.
+sub send {
+    my ($self, $data, $timeout) = @_;
+    $timeout //= 20;
+    my $s = $self->{sock};
+    if ($self->{tls}) {
+        my $off = 0;
+        while ($off < length $data) {
+            my $n = syswrite($s, $data, length($data) - $off, $off);
+            die "TLS write failed: $!\n" if !defined $n || $n <= 0;
+            $off += $n;
+        }
+        return 1;
+    }
+    my $deadline = time + $timeout;
+    my $off = 0;
+    my $len = length $data;
+    while ($off < $len) {
+        my $n = syswrite($s, $data, $len - $off > 262144 ? 262144 : $len - $off, $off);
+        if (defined $n) {
+            $off += $n;
+            next;
+        }
+        die "write failed after $off of $len bytes: $!\n"
+            if $! != EAGAIN && $! != EWOULDBLOCK && $! != EINTR;
+        my $left = $deadline - time;
+        die "write timed out after $off of $len bytes\n" if $left <= 0;
+        my ($r, $w) = IO::Select->select(IO::Select->new($s), IO::Select->new($s), undef,
+            $left > 0.2 ? 0.2 : $left);
+        if ($r && @$r) {
+            $self->read_some(0);
+        }
+    }
+    return 1;
+}
+
+# Sends $data in pieces of the given sizes (cycled), pausing $pause seconds between
+# them, so that nginx sees frames split across reads.
+sub send_split {
+    my ($self, $data, $sizes, $pause) = @_;
+    my $i = 0;
+    my $off = 0;
+    while ($off < length $data) {
+        my $sz = $sizes->[ $i++ % @$sizes ];
+        $self->send(substr($data, $off, $sz));
+        $off += $sz;
+        sleep($pause // 0.005);
+    }
+}
+
+sub read_head {
+    my ($self, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while ($self->{buf} !~ /\r\n\r\n/) {
+        my $r = $self->read_some($deadline - time);
+        last if !$r && ($self->{eof} || time >= $deadline);
+    }
+    if ($self->{buf} =~ s/\A(.*?\r\n)\r\n//s) {
+        my $head = $1;
+        $self->{head} = $head;
+        my @lines = split /\r\n/, $head;
+        my $sl = shift @lines;
+        ($self->{status}) = $sl =~ m{^HTTP/\d\.\d (\d{3})};
+        $self->{status_line} = $sl;
+        for (@lines) {
+            my ($k, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
+            my $lk = lc $k;
+            $self->{headers}{$lk} = exists $self->{headers}{$lk}
+                ? "$self->{headers}{$lk}, $v" : $v;
+        }
+    }
+    return $self->{status};
+}
+
+sub fill {
+    my ($self, $n, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (length($self->{buf}) < $n) {
+        my $r = $self->read_some($deadline - time);
+        last if !$r && ($self->{eof} || time >= $deadline);
+    }
+    return length($self->{buf}) >= $n;
+}
+
+# Next frame from the server, or undef on timeout/EOF.
+sub read_frame {
+    my ($self, $timeout) = @_;
+    $timeout //= 5;
+    my $deadline = time + $timeout;
+    while (1) {
+        my $f = WsTest::ws_parse_frame(\$self->{buf});
+        return $f if $f;
+        my $left = $deadline - time;
+        return undef if $left <= 0 && !($self->{tls} && $self->{sock}->pending);
+        my $r = $self->read_some($left);
+        return undef if defined $r && $r == 0;
+    }
+}
+
+# Reads frames until $len payload bytes of data frames (opcodes 0, 1, 2) were
+# collected or $timeout passes.  Control frames are kept in {control}.  In base64
+# mode each text frame's payload is decoded.  Returns the data.
+sub read_data {
+    my ($self, $len, $timeout, %o) = @_;
+    my $deadline = time + ($timeout // 5);
+    my $data = '';
+    $self->{data_opcodes} //= {};
+    while (length($data) < $len) {
+        my $f = $self->read_frame($deadline - time) or last;
+        if ($f->{opcode} >= 8) {
+            push @{ $self->{control} }, $f;
+            last if $f->{opcode} == 8;
+            next;
+        }
+        $self->{data_opcodes}{ $f->{opcode} }++;
+        $self->{data_frames}++;
+        $self->{masked_frames}++ if $f->{masked};
+        $self->{rsv_frames}++ if $f->{rsv};
+        $data .= $o{base64} ? MIME::Base64::decode_base64($f->{payload}) : $f->{payload};
+    }
+    return $data;
+}
+
+# Reads frames until one with the given opcode arrives; returns it (undef on
+# timeout/EOF).  Data frames seen meanwhile are appended to {skipped_data}.
+sub read_until_opcode {
+    my ($self, $op, $timeout) = @_;
+    my $deadline = time + ($timeout // 5);
+    while (1) {
+        my $f = $self->read_frame($deadline - time) or return undef;
+        return $f if $f->{opcode} == $op;
+        $self->{skipped_data} .= $f->{payload} if $f->{opcode} < 8;
+        push @{ $self->{control} }, $f if $f->{opcode} >= 8;
+    }
+}
+
+# Waits until the server closes the TCP connection; returns true if it did within
+# $timeout.  Bytes received meanwhile stay in {buf}.
+sub wait_eof {
+    my ($self, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (!$self->{eof}) {
+        my $left = $deadline - time;
+        return 0 if $left <= 0;
+        $self->read_some($left);
+    }
+    return 1;
+}
+
+sub close {
+    my $self = shift;
+    close $self->{sock} if $self->{sock};
+    delete $self->{sock};
+}
+
+sub DESTROY { $_[0]->close }
+
+package WsTest;
+
+# ---------------------------------------------------------------- mock targets
+
+# mock_target(port => N | unix => PATH,
+#             banner => bytes sent on accept,
+#             echo => 1 (send back what is received),
+#             send => [SEED, LEN] (send LEN prng bytes after the banner),
+#             send_data => bytes (after the banner),
+#             close_after_send => 1 (close once everything queued was written),
+#             close_after => seconds (close the connection that long after accept),
+#             accept_delay => seconds (sleep before the first accept),
+#             read_delay => seconds (do not read for that long after accept),
+#             backlog => N, no_accept => 1 (never accept))
+# Returns an object: ->connections, ->data(i), ->eof(i), ->wait_data(len, t),
+# ->wait_eof(t), ->wait_connections(n, t), ->stop.  i counts from 1.
+sub mock_target {
+    my %o = @_;
+    my $dir = File::Temp::tempdir('target-XXXXXX', DIR => $TMP, CLEANUP => 1);
+    my $listen;
+    if ($o{unix}) {
+        unlink $o{unix};
+        $listen = IO::Socket::UNIX->new(Local => $o{unix}, Listen => $o{backlog} // 64,
+            Type => Socket::SOCK_STREAM())
+            or die "mock target: cannot listen on $o{unix}: $!\n";
+    } else {
+        $listen = IO::Socket::INET->new(LocalAddr => $o{addr} // '127.0.0.1',
+            LocalPort => $o{port}, Listen => $o{backlog} // 64, ReuseAddr => 1, Proto => 'tcp')
+            or die "mock target: cannot listen on port $o{port}: $!\n";
+    }
+    my $pid = fork();
+    die "fork: $!" if !defined $pid;
+    if ($pid == 0) {
+        my $ok = eval { _target_main($listen, $dir, \%o); 1 };
+        POSIX::_exit($ok ? 0 : 1);
+    }
+    my $t = bless { pid => $pid, dir => $dir, opts => \%o, listen => $listen }, 'WsTest::Target';
+    push @TARGETS, $t;
+    return $t;
+}
+
+sub stop_all_targets {
+    while (my $t = shift @TARGETS) { $t->stop }
+}
+
+sub _target_main {
+    my ($listen, $dir, $o) = @_;
+    POSIX::setpgid(0, 0);
+    $SIG{PIPE} = 'IGNORE';
+    $SIG{ALRM} = 'DEFAULT';
+    alarm 0;
+    $SIG{CHLD} = 'IGNORE';
+    if ($o->{no_accept}) {
+        sleep 1000 while 1;
+    }
+    sleep $o->{accept_delay} if $o->{accept_delay};
+    my $n = 0;
+    while (1) {
+        my $c = $listen->accept or next;
+        $n++;
+        my $pid = fork();
+        if (!defined $pid) { next }
+        if ($pid == 0) {
+            close $listen;
+            _target_conn($c, "$dir/conn.$n", $o);
+            POSIX::_exit(0);
+        }
+        close $c;
+    }
+}
+
+sub _target_conn {
+    my ($c, $base, $o) = @_;
+    open my $mark, '>', $base; close $mark;
+    open my $rec, '>>:raw', "$base.data" or die;
+    $rec->autoflush(1);
+    $c->blocking(0);
+    my $out = ($o->{banner} // '') . ($o->{send_data} // '');
+    $out .= prng_bytes($o->{send}[0], $o->{send}[1]) if $o->{send};
+    my $start = time;
+    my $peer_eof = 0;
+    my $sel = IO::Select->new($c);
+    while (1) {
+        if ($o->{close_after} && time - $start >= $o->{close_after}) { last }
+        if ($o->{close_after_send} && $out eq '') { last }
+        if ($peer_eof && $out eq '') { last }
+        my $reading = !$peer_eof && !($o->{read_delay} && time - $start < $o->{read_delay});
+        my ($r, $w) = IO::Select->select($reading ? $sel : undef, $out ne '' ? $sel : undef,
+            undef, 0.05);
+        if ($r && @$r) {
+            my $n = sysread($c, my $buf, 262144);
+            if (defined $n && $n > 0) {
+                print $rec $buf;
+                $out .= $buf if $o->{echo};
+            } elsif (defined $n || ($! != EAGAIN && $! != EINTR)) {
+                $peer_eof = 1;
+                open my $e, '>', "$base.eof"; close $e;
+                last if !$o->{echo};
+            }
+        }
+        if ($w && @$w && $out ne '') {
+            my $n = syswrite($c, $out, length($out) > 262144 ? 262144 : length $out);
+            if (defined $n) {
+                substr($out, 0, $n) = '';
+            } elsif ($! != EAGAIN && $! != EINTR) {
+                last;
+            }
+        }
+    }
+    close $c;
+    open my $d, '>', "$base.closed"; close $d;
+}
+
+package WsTest::Target;
+
+use Time::HiRes qw(time sleep);
+
+sub connections {
+    my $self = shift;
+    my @c = grep { /\/conn\.\d+$/ } glob("$self->{dir}/conn.*");
+    return scalar @c;
+}
+
+sub wait_connections {
+    my ($self, $n, $timeout) = @_;
+    return WsTest::wait_until(sub { $self->connections >= $n }, $timeout);
+}
+
+sub data { my ($self, $i) = @_; WsTest::slurp("$self->{dir}/conn." . ($i // 1) . ".data") // '' }
+
+sub data_len { my ($self, $i) = @_; -s "$self->{dir}/conn." . ($i // 1) . ".data" || 0 }
+
+sub eof { my ($self, $i) = @_; -e "$self->{dir}/conn." . ($i // 1) . ".eof" ? 1 : 0 }
+
+sub wait_data {
+    my ($self, $len, $timeout, $i) = @_;
+    WsTest::wait_until(sub { $self->data_len($i) >= $len }, $timeout);
+    return $self->data($i);
+}
+
+sub wait_eof {
+    my ($self, $timeout, $i) = @_;
+    return WsTest::wait_until(sub { $self->eof($i) }, $timeout) ? 1 : 0;
+}
+
+sub stop {
+    my $self = shift;
+    return if !$self->{pid};
+    kill 'KILL', -$self->{pid};
+    kill 'KILL', $self->{pid};
+    waitpid($self->{pid}, 0);
+    delete $self->{pid};
+    close $self->{listen} if $self->{listen};
+    delete $self->{listen};
+    unlink $self->{opts}{unix} if $self->{opts}{unix};
+}
+
+sub DESTROY { $_[0]->stop }
+
+1;
