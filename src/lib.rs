@@ -1,10 +1,11 @@
 //! websockify inside nginx: a WebSocket (RFC 6455) to TCP bridge for noVNC.
 //!
-//! `codec`, `handshake` and `allow` are plain Rust (no nginx types) and unit-tested with
+//! `codec`, `handshake`, `allow` and `buffer` are plain Rust (no nginx types) and unit-tested with
 //! `cargo test`; the rest is the nginx glue, left out of test builds because it
 //! links against symbols only an nginx binary provides.
 
 pub mod allow;
+pub mod buffer;
 pub mod codec;
 pub mod handshake;
 

@@ -16,6 +16,7 @@ use ngx::ffi::{
 };
 use ngx::ngx_log_error;
 
+use crate::buffer::Buf;
 use crate::codec::{self, ControlFrame, Decoder, Event, Framer};
 use crate::config::LocConf;
 use crate::handler;
@@ -29,38 +30,6 @@ const NGX_AGAIN: isize = -2;
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_INTERNAL_ERROR: u16 = 1011;
-
-/// One direction's buffer, allocated when a read needs it and released when the
-/// direction goes quiet, so idle sessions hold no relay memory.
-#[derive(Default)]
-struct Buf {
-    mem: Vec<u8>,
-    /// Bytes ready for the peer: `pos..last`.
-    pos: usize,
-    last: usize,
-}
-
-impl Buf {
-    fn pending(&self) -> bool {
-        self.pos < self.last
-    }
-
-    fn ensure(&mut self, size: usize) -> bool {
-        if self.mem.len() < size {
-            if self.mem.try_reserve_exact(size - self.mem.len()).is_err() {
-                return false;
-            }
-            self.mem.resize(size, 0);
-        }
-        true
-    }
-
-    fn release(&mut self) {
-        self.mem = Vec::new();
-        self.pos = 0;
-        self.last = 0;
-    }
-}
 
 pub struct Session {
     pub r: *mut ngx_http_request_t,
@@ -209,11 +178,8 @@ impl Session {
                 return false;
             }
             let Some(send) = (*t).send else { return false };
-            let n = send(
-                t,
-                self.up.mem.as_mut_ptr().add(self.up.pos),
-                self.up.last - self.up.pos,
-            );
+            let data = self.up.ready();
+            let n = send(t, data.as_mut_ptr(), data.len());
             return match n {
                 NGX_AGAIN => false,
                 n if n < 0 => {
@@ -240,7 +206,8 @@ impl Session {
             return false;
         }
         let Some(recv) = (*c).recv else { return false };
-        let n = recv(c, self.up.mem.as_mut_ptr(), size);
+        let mem = self.up.mem(size);
+        let n = recv(c, mem.as_mut_ptr(), mem.len());
         match n {
             NGX_AGAIN => {
                 self.up.release();
@@ -276,9 +243,10 @@ impl Session {
     }
 
     fn decode(&mut self) {
+        let out = self.up.last;
         let p = self
             .decoder
-            .decode(&mut self.up.mem, self.up.last, self.raw, self.end);
+            .decode(self.up.mem(usize::MAX), out, self.raw, self.end);
         self.up.last = p.produced;
         self.raw = p.consumed;
         match p.event {
@@ -334,7 +302,8 @@ impl Session {
             return !self.header_pending;
         }
         if self.down.pending() {
-            return match self.send_client(self.down.pos, self.down.last) {
+            let n = send_to(c, self.down.ready());
+            return match self.sent(n) {
                 Some(n) => {
                     self.down.pos += n;
                     true
@@ -344,7 +313,8 @@ impl Session {
         }
         if let Some((frame, off, is_close)) = self.control.take() {
             let bytes = frame.bytes();
-            let sent = bytes.get(off..).and_then(|rest| self.send_bytes(rest));
+            let n = send_to(c, bytes.get(off..).unwrap_or_default());
+            let sent = self.sent(n);
             return match sent {
                 Some(n) if off + n == bytes.len() => {
                     self.close_sent |= is_close;
@@ -378,13 +348,11 @@ impl Session {
             self.client_failed = true;
             return false;
         }
-        let window = self.framer.read_window(size);
         let Some(recv) = (*t).recv else { return false };
-        let n = recv(
-            t,
-            self.down.mem.as_mut_ptr().add(window.start),
-            window.len(),
-        );
+        let Some(window) = self.down.mem(size).get_mut(self.framer.read_window(size)) else {
+            return false;
+        };
+        let n = recv(t, window.as_mut_ptr(), window.len());
         match n {
             NGX_AGAIN => {
                 self.down.release();
@@ -405,32 +373,12 @@ impl Session {
                 true
             }
             n => {
-                let frame = self.framer.frame(&mut self.down.mem, n as usize);
+                let frame = self.framer.frame(self.down.mem(size), n as usize);
                 self.down.pos = frame.start;
                 self.down.last = frame.end;
                 true
             }
         }
-    }
-
-    unsafe fn send_client(&mut self, from: usize, to: usize) -> Option<usize> {
-        let c = self.client();
-        if (*(*c).write).ready() == 0 {
-            return None;
-        }
-        let send = (*c).send?;
-        let n = send(c, self.down.mem.as_mut_ptr().add(from), to - from);
-        self.sent(n)
-    }
-
-    unsafe fn send_bytes(&mut self, bytes: &[u8]) -> Option<usize> {
-        let c = self.client();
-        if (*(*c).write).ready() == 0 {
-            return None;
-        }
-        let send = (*c).send?;
-        let n = send(c, bytes.as_ptr().cast_mut(), bytes.len());
-        self.sent(n)
     }
 
     fn sent(&mut self, n: isize) -> Option<usize> {
@@ -503,6 +451,17 @@ impl Session {
     }
 }
 
+/// One non-blocking send to the client: bytes sent, NGX_AGAIN or NGX_ERROR.
+unsafe fn send_to(c: *mut ngx_connection_t, data: &[u8]) -> isize {
+    if (*(*c).write).ready() == 0 {
+        return NGX_AGAIN;
+    }
+    match (*c).send {
+        Some(send) => send(c, data.as_ptr().cast_mut(), data.len()),
+        None => NGX_ERROR,
+    }
+}
+
 fn send_timer(ev: *mut ngx_event_t, waiting: bool, timeout: ngx_msec_t) {
     // SAFETY: events of live connections.
     unsafe {
@@ -549,7 +508,10 @@ pub unsafe fn start(s: &mut Session) {
             finish(s, NGX_ERROR as ngx_int_t);
             return;
         }
-        ptr::copy_nonoverlapping((*hin).pos, s.up.mem.as_mut_ptr(), n);
+        let pipelined = core::slice::from_raw_parts((*hin).pos, n);
+        if let Some(dst) = s.up.mem(size).get_mut(..n) {
+            dst.copy_from_slice(pipelined);
+        }
         (*hin).pos = (*hin).last;
         s.start_input(n);
     }
