@@ -22,6 +22,8 @@ enum Host {
     Name(String),
     /// `unix:/path` exactly, or every socket below `unix:/dir/`.
     Unix(String),
+    /// `upstream:NAME`: an `upstream {}` group a request may name.
+    Group(String),
 }
 
 /// A target as the module is about to connect to it.
@@ -32,8 +34,8 @@ pub enum Peer<'a> {
 }
 
 impl Rule {
-    /// Parses `host` (`all`, `ADDR`, `ADDR/PREFIX`, `unix:PATH`, `NAME`) and the optional
-    /// `ports` (`N` or `N-M`; all ports when absent).
+    /// Parses `host` (`all`, `ADDR`, `ADDR/PREFIX`, `unix:PATH`, `upstream:NAME`, `NAME`)
+    /// and the optional `ports` (`N` or `N-M`; all ports when absent).
     pub fn parse(host: &str, ports: Option<&str>) -> Result<Rule, &'static str> {
         let ports = match ports {
             None => 1..=u16::MAX,
@@ -46,6 +48,11 @@ impl Rule {
                 return Err("a unix: rule needs an absolute path");
             }
             Host::Unix(path.to_owned())
+        } else if let Some(group) = host.strip_prefix("upstream:") {
+            if !valid_name(group) {
+                return Err("invalid upstream name");
+            }
+            Host::Group(group.to_ascii_lowercase())
         } else if let Some((addr, prefix)) = host.split_once('/') {
             let addr: IpAddr = addr.parse().map_err(|_| "invalid network address")?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -72,8 +79,8 @@ impl Rule {
         } else {
             return Err("invalid host");
         };
-        if matches!(host, Host::Unix(_)) && ports != (1..=u16::MAX) {
-            return Err("a unix: rule takes no ports");
+        if matches!(host, Host::Unix(_) | Host::Group(_)) && ports != (1..=u16::MAX) {
+            return Err("unix: and upstream: rules take no ports");
         }
         Ok(Rule { host, ports })
     }
@@ -93,6 +100,23 @@ impl Rule {
         matches!(&self.host, Host::Name(n) if n.as_bytes().eq_ignore_ascii_case(name))
             && self.ports.contains(&port)
     }
+}
+
+/// May a request name the `upstream {}` group `group`?
+pub fn group_allowed(rules: &[Rule], group: &[u8]) -> bool {
+    rules
+        .iter()
+        .any(|r| matches!(&r.host, Host::Group(g) if g.as_bytes().eq_ignore_ascii_case(group)))
+}
+
+/// Can any address that `name` resolves to be allowed? When not, the name is refused
+/// without asking DNS, so clients cannot make the gateway look up names at will.
+pub fn may_resolve(rules: &[Rule], name: &[u8], port: u16) -> bool {
+    rules.iter().any(|r| match &r.host {
+        Host::Any | Host::Net { .. } => r.ports.contains(&port),
+        Host::Name(_) => r.allows_name(name, port),
+        Host::Unix(_) | Host::Group(_) => false,
+    })
 }
 
 /// May a request connect to `peer`, which it named `name` (a host name, when it gave one)?
@@ -274,6 +298,22 @@ mod tests {
             Some(b"vnc1.example.test"),
             inet("10.9.9.9:5901")
         ));
+    }
+
+    #[test]
+    fn groups_and_resolving() {
+        let r = rules(&[("upstream:VNC_pool", None), ("vnc1.test", Some("5900"))]);
+        assert!(group_allowed(&r, b"vnc_pool"));
+        assert!(!group_allowed(&r, b"internal_api"));
+        assert!(!group_allowed(&[], b"vnc_pool"));
+        assert!(may_resolve(&r, b"VNC1.test", 5900));
+        assert!(!may_resolve(&r, b"vnc1.test", 5901));
+        assert!(!may_resolve(&r, b"other.test", 5900));
+        let nets = rules(&[("10.0.0.0/8", Some("5900-5999"))]);
+        assert!(may_resolve(&nets, b"anything.test", 5900));
+        assert!(!may_resolve(&nets, b"anything.test", 22));
+        assert!(Rule::parse("upstream:pool", Some("5900")).is_err());
+        assert!(!allowed(&r, None, inet("127.0.0.1:5900")));
     }
 
     #[test]

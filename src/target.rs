@@ -101,11 +101,20 @@ unsafe fn choose(
         );
         return Err(HTTP_BAD_GATEWAY);
     }
-    // Groups are written by the operator, so they are trusted like static targets.
+    // A group is reached only when a rule names it: a value from the client must not
+    // reach upstreams meant for proxy_pass or fastcgi.
     if let Some(uscf) = find_group(r, &u) {
+        if !allow::group_allowed(&conf.allow, u.host.as_bytes()) {
+            deny(log, &shown, conf);
+            return Err(HTTP_FORBIDDEN);
+        }
         return init_group(r, uscf);
     }
     if u.naddrs == 0 {
+        if !allow::may_resolve(&conf.allow, u.host.as_bytes(), u.port) {
+            deny(log, &shown, conf);
+            return Err(HTTP_FORBIDDEN);
+        }
         return resolve(s, &u, &shown);
     }
     let addr = &*u.addrs;
