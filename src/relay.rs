@@ -198,6 +198,9 @@ impl Session {
         }
         let c = self.client();
         if self.client_done || (*(*c).read).ready() == 0 {
+            // Everything read was delivered. With EPOLLRDHUP a short read already clears
+            // `ready`, so waiting for EAGAIN would keep the buffer of every idle session.
+            self.up.release();
             return false;
         }
         let size = self.conf().buffer_size;
@@ -341,6 +344,7 @@ impl Session {
         }
         let t = self.target();
         if self.close_sent || self.target_done || (*(*t).read).ready() == 0 {
+            self.down.release();
             return false;
         }
         let size = self.conf().buffer_size;
