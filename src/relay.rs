@@ -168,54 +168,43 @@ impl Session {
 
     /// One step client -> target; true when something moved.
     unsafe fn client_to_target(&mut self) -> bool {
-        let t = self.target();
-        if self.up.pending() {
-            if self.target_failed {
-                self.up.pos = self.up.last;
-                return true;
-            }
-            if (*(*t).write).ready() == 0 {
-                return false;
-            }
-            let Some(send) = (*t).send else { return false };
-            let data = self.up.ready();
-            let n = send(t, data.as_mut_ptr(), data.len());
-            return match n {
-                NGX_AGAIN => false,
-                n if n < 0 => {
-                    self.target_error("sending to the target failed");
-                    true
-                }
-                n => {
-                    self.up.pos += n as usize;
-                    true
-                }
-            };
-        }
+        let sent = self.flush_to_target();
         if self.raw < self.end && !self.client_done {
             self.decode();
             return true;
         }
+        if !self.up.pending() {
+            // All decoded and delivered: later input starts at the front again.
+            self.raw = 0;
+            self.end = 0;
+            self.up.pos = 0;
+            self.up.last = 0;
+        }
         let c = self.client();
         if self.client_done || (*(*c).read).ready() == 0 {
-            // Everything read was delivered. With EPOLLRDHUP a short read already clears
-            // `ready`, so waiting for EAGAIN would keep the buffer of every idle session.
-            self.up.release();
-            return false;
+            // With EPOLLRDHUP a short read already clears `ready`, so waiting for EAGAIN
+            // would keep the buffer of every idle session.
+            if !self.up.pending() {
+                self.up.release();
+            }
+            return sent;
         }
+        // Read into the free tail, even while earlier payload waits for the target.
         let size = self.conf().buffer_size;
+        if self.end >= size {
+            return sent;
+        }
         if !self.up.ensure(size) {
             self.client_failed = true;
-            return false;
+            return sent;
         }
-        let Some(recv) = (*c).recv else { return false };
-        let mem = self.up.mem(size);
-        let n = recv(c, mem.as_mut_ptr(), mem.len());
+        let Some(recv) = (*c).recv else { return sent };
+        let Some(tail) = self.up.mem(size).get_mut(self.end..) else {
+            return sent;
+        };
+        let n = recv(c, tail.as_mut_ptr(), tail.len());
         match n {
-            NGX_AGAIN => {
-                self.up.release();
-                false
-            }
+            NGX_AGAIN => sent,
             0 => {
                 ngx_log_error!(
                     NGX_LOG_INFO,
@@ -230,7 +219,36 @@ impl Session {
                 true
             }
             n => {
-                self.start_input(n as usize);
+                self.end += n as usize;
+                self.decode();
+                true
+            }
+        }
+    }
+
+    /// Writes decoded payload to the target; true when something moved.
+    unsafe fn flush_to_target(&mut self) -> bool {
+        if !self.up.pending() {
+            return false;
+        }
+        if self.target_failed {
+            self.up.pos = self.up.last;
+            return true;
+        }
+        let t = self.target();
+        if (*(*t).write).ready() == 0 {
+            return false;
+        }
+        let Some(send) = (*t).send else { return false };
+        let data = self.up.ready();
+        match send(t, data.as_mut_ptr(), data.len()) {
+            NGX_AGAIN => false,
+            n if n < 0 => {
+                self.target_error("sending to the target failed");
+                true
+            }
+            n => {
+                self.up.pos += n as usize;
                 true
             }
         }
