@@ -9,8 +9,9 @@ use core::{mem, ptr};
 
 use ngx::ffi::{
     ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_del_timer, ngx_event_t,
-    ngx_handle_read_event, ngx_handle_write_event, ngx_http_finalize_request,
-    ngx_http_output_filter, ngx_http_request_t, ngx_int_t, ngx_msec_t, ngx_peer_connection_t,
+    ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading,
+    ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_empty_handler,
+    ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_msec_t, ngx_peer_connection_t,
     ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_resolver_ctx_t, ngx_tcp_nodelay, NGX_LOG_ERR,
     NGX_LOG_INFO,
 };
@@ -551,11 +552,18 @@ unsafe extern "C" fn client_handler(r: *mut ngx_http_request_t) {
 unsafe extern "C" fn target_handler(ev: *mut ngx_event_t) {
     let t = (*ev).data as *mut ngx_connection_t;
     if let Some(s) = ((*t).data as *mut Session).as_mut() {
+        let c = s.client();
         run(s);
+        // Ending the request from here may only post it (terminate); run it now, as the
+        // upstream module does, before the client connection sees another event.
+        ngx_http_run_posted_requests(c);
     }
 }
 
 unsafe fn run(s: &mut Session) {
+    if s.target().is_null() {
+        return;
+    }
     if s.expire() {
         finish(s, NGX_ERROR as ngx_int_t);
         return;
@@ -575,6 +583,9 @@ unsafe fn run(s: &mut Session) {
 unsafe fn finish(s: &mut Session, rc: ngx_int_t) {
     close_target(s);
     let r = s.r;
+    // Finalizing may be deferred (a posted termination): no more relay calls meanwhile.
+    (*r).read_event_handler = Some(ngx_http_block_reading);
+    (*r).write_event_handler = Some(ngx_http_request_empty_handler);
     if rc == NGX_OK && !s.client_sent_close {
         // Let the client read our close frame before the socket goes away.
         (*r).set_lingering_close(1);

@@ -12,13 +12,14 @@ use ngx::ffi::{
     getsockopt, ngx_add_timer, ngx_array_create, ngx_array_push, ngx_close_connection,
     ngx_connection_t, ngx_current_msec, ngx_del_timer, ngx_event_connect_peer, ngx_event_t,
     ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module, ngx_http_request_t,
-    ngx_http_upstream_create, ngx_http_upstream_create_round_robin_peer,
-    ngx_http_upstream_main_conf_t, ngx_http_upstream_module, ngx_http_upstream_resolved_t,
-    ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t, ngx_int_t, ngx_parse_url, ngx_pcalloc,
-    ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t,
-    ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_str_t, ngx_url_t, sockaddr, sockaddr_in,
-    sockaddr_in6, sockaddr_un, socklen_t, AF_INET, AF_INET6, AF_UNIX, NGX_HTTP_UPSTREAM_CREATE,
-    NGX_LOG_ERR, NGX_PEER_FAILED, SOL_SOCKET, SO_ERROR,
+    ngx_http_run_posted_requests, ngx_http_upstream_create,
+    ngx_http_upstream_create_round_robin_peer, ngx_http_upstream_main_conf_t,
+    ngx_http_upstream_module, ngx_http_upstream_resolved_t, ngx_http_upstream_srv_conf_t,
+    ngx_http_upstream_state_t, ngx_int_t, ngx_parse_url, ngx_pcalloc, ngx_resolve_name,
+    ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t, ngx_resolver_ctx_t,
+    ngx_resolver_strerror, ngx_str_t, ngx_url_t, sockaddr, sockaddr_in, sockaddr_in6, sockaddr_un,
+    socklen_t, AF_INET, AF_INET6, AF_UNIX, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_PEER_FAILED,
+    SOL_SOCKET, SO_ERROR,
 };
 use ngx::ngx_log_error;
 
@@ -216,6 +217,7 @@ unsafe fn resolve(s: &mut Session, u: &ngx_url_t, shown: &str) -> Result<bool, n
 
 unsafe extern "C" fn resolved(ctx: *mut ngx_resolver_ctx_t) {
     let s = &mut *((*ctx).data as *mut Session);
+    let c = (*s.r).connection;
     let rc = use_resolved(s, ctx);
     s.resolving = ptr::null_mut();
     ngx_resolve_name_done(ctx);
@@ -223,6 +225,7 @@ unsafe extern "C" fn resolved(ctx: *mut ngx_resolver_ctx_t) {
         Ok(()) => connect(s),
         Err(status) => relay::fail(s, status),
     }
+    ngx_http_run_posted_requests(c);
 }
 
 unsafe fn use_resolved(s: &mut Session, ctx: *mut ngx_resolver_ctx_t) -> Result<(), ngx_int_t> {
@@ -360,6 +363,13 @@ pub unsafe fn connect(s: &mut Session) {
 unsafe extern "C" fn connect_handler(ev: *mut ngx_event_t) {
     let c = (*ev).data as *mut ngx_connection_t;
     let s = &mut *((*c).data as *mut Session);
+    let client = (*s.r).connection;
+    connect_event(s, ev, c);
+    // As in the upstream module: requests ended from a peer's event run now.
+    ngx_http_run_posted_requests(client);
+}
+
+unsafe fn connect_event(s: &mut Session, ev: *mut ngx_event_t, c: *mut ngx_connection_t) {
     let more = if (*ev).timedout() != 0 {
         failed(s, "connection timed out", HTTP_GATEWAY_TIMEOUT)
     } else if let Some(err) = socket_error(c) {
