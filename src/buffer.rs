@@ -1,7 +1,9 @@
 //! Relay buffers that exist only while data moves. A session takes a buffer when it reads
 //! and gives it back when the direction goes quiet; given-back buffers wait in a small
 //! per-worker stack so that busy sessions do not pay an allocation (and its zeroing) on
-//! every wake-up, while idle sessions hold no buffer at all.
+//! every wake-up, while idle sessions hold no buffer at all. What does not fit the stack
+//! goes back to the allocator and is counted, so the glue can ask it to return the pages
+//! to the system after a burst of sessions.
 
 use std::cell::Cell;
 
@@ -10,6 +12,19 @@ const SPARES: usize = 32;
 
 thread_local! {
     static SPARE: Cell<Vec<Vec<u8>>> = const { Cell::new(Vec::new()) };
+    static FREED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether at least `bytes` of buffers went back to the allocator since the last time
+/// this said yes.
+pub fn take_freed_at_least(bytes: usize) -> bool {
+    FREED.with(|f| {
+        let over = f.get() >= bytes;
+        if over {
+            f.set(0);
+        }
+        over
+    })
 }
 
 #[derive(Default)]
@@ -77,9 +92,17 @@ fn give_spare(mem: Vec<u8>) {
         let mut spare = cell.take();
         if spare.len() < SPARES && spare.try_reserve(1).is_ok() {
             spare.push(mem);
+        } else {
+            FREED.with(|f| f.set(f.get().saturating_add(mem.capacity())));
         }
         cell.set(spare);
     });
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        give_spare(std::mem::take(&mut self.mem));
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +122,18 @@ mod tests {
         assert!(b.ensure(1024));
         assert_eq!(b.mem(1024).as_ptr(), ptr, "the spare buffer is taken again");
         assert_eq!(b.mem(1024).len(), 1024);
+    }
+
+    #[test]
+    fn overflow_is_counted() {
+        take_freed_at_least(0);
+        let mut bufs: Vec<Buf> = (0..SPARES + 3).map(|_| Buf::default()).collect();
+        for b in &mut bufs {
+            assert!(b.ensure(256));
+        }
+        drop(bufs);
+        assert!(take_freed_at_least(3 * 256));
+        assert!(!take_freed_at_least(1));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use ngx::ffi::{
 };
 use ngx::ngx_log_error;
 
-use crate::buffer::Buf;
+use crate::buffer::{self, Buf};
 use crate::codec::{self, ControlFrame, Decoder, Event, Framer};
 use crate::config::LocConf;
 use crate::handler;
@@ -564,6 +564,26 @@ unsafe fn run(s: &mut Session) {
     if s.target().is_null() {
         return;
     }
+    step(s);
+    trim_heap();
+}
+
+/// glibc keeps freed 64 KiB buffers in its heap (below the mmap threshold): after a burst
+/// of sessions the worker would stay at its peak size. Once enough was freed, hand the
+/// free pages back.
+fn trim_heap() {
+    const TRIM_AFTER: usize = 16 << 20;
+    if buffer::take_freed_at_least(TRIM_AFTER) {
+        // SAFETY: malloc_trim only releases free memory of the allocator.
+        unsafe { malloc_trim(0) };
+    }
+}
+
+extern "C" {
+    fn malloc_trim(pad: usize) -> core::ffi::c_int;
+}
+
+unsafe fn step(s: &mut Session) {
     if s.expire() {
         finish(s, NGX_ERROR as ngx_int_t);
         return;
