@@ -587,11 +587,82 @@ impl Framer {
         let start = put_header(buf, MAX_HEADER, opcode, payload);
         start..MAX_HEADER + payload
     }
+
+    /// Where more target bytes can be read behind frames that end at `last` and still
+    /// wait for the client, so both sockets stay busy (binary mode; None without room).
+    /// At most 65535 bytes, so that the header is 2 or 4 bytes and 4 are reserved.
+    pub fn tail_window(&self, last: usize, cap: usize) -> Option<Range<usize>> {
+        if self.mode != Mode::Binary {
+            return None;
+        }
+        let start = last.checked_add(TAIL_HEADER)?;
+        let end = cap.min(start.saturating_add(usize::from(u16::MAX)));
+        (end >= start.saturating_add(TAIL_MIN)).then_some(start..end)
+    }
+
+    /// Frames `n` bytes read at `tail_window(last, ..)`; returns the new end of the frames
+    /// (`last` itself if they do not fit). A short payload gets a 2-byte header and moves
+    /// down by 2 bytes (at most 125 bytes copied) so that frames stay contiguous.
+    pub fn frame_tail(&self, buf: &mut [u8], last: usize, n: usize) -> usize {
+        let start = last.saturating_add(TAIL_HEADER);
+        let fits = n <= usize::from(u16::MAX) && start.saturating_add(n) <= buf.len();
+        if self.mode != Mode::Binary || !fits {
+            return last;
+        }
+        let h = header_len(n);
+        if h < TAIL_HEADER {
+            buf.copy_within(start..start + n, last + h);
+        }
+        put_header(buf, last + h, OP_BINARY, n);
+        last + h + n
+    }
 }
+
+/// Header room reserved by `tail_window`, and the smallest read worth a tail.
+const TAIL_HEADER: usize = 4;
+const TAIL_MIN: usize = 1024;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_appended_behind_pending_ones_stay_contiguous() {
+        let f = Framer::new(Mode::Binary);
+        let mut buf = vec![0u8; 70_000];
+        let first = f.read_window(buf.len());
+        let n1 = 3000;
+        buf[first.start..first.start + n1].fill(1);
+        let r = f.frame(&mut buf, n1);
+        let mut last = r.end;
+        let mut expect = vec![(OP_BINARY, vec![1u8; n1])];
+        for (fill, n) in [(2u8, 100usize), (3, 5000), (4, 125), (5, 126)] {
+            let w = f.tail_window(last, buf.len()).expect("room");
+            buf[w.start..w.start + n].fill(fill);
+            last = f.frame_tail(&mut buf, last, n);
+            expect.push((OP_BINARY, vec![fill; n]));
+        }
+        let mut at = r.start;
+        for (op, payload) in expect {
+            let b1 = buf[at + 1] as usize;
+            let (len, h) = match b1 {
+                126 => (u16::from_be_bytes([buf[at + 2], buf[at + 3]]) as usize, 4),
+                n => (n, 2),
+            };
+            assert_eq!(buf[at] & 0x0f, op);
+            assert_eq!(buf[at] & 0x80, 0x80);
+            assert_eq!(&buf[at + h..at + h + len], &payload[..]);
+            at += h + len;
+        }
+        assert_eq!(at, last);
+        assert_eq!(
+            f.tail_window(buf.len() - 500, buf.len()),
+            None,
+            "too little room"
+        );
+        assert_eq!(Framer::new(Mode::Base64).tail_window(0, 70_000), None);
+        assert_eq!(f.frame_tail(&mut buf, last, 70_000), last, "does not fit");
+    }
 
     const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 

@@ -5,6 +5,7 @@
 //! and memory stays bounded by the two buffers.
 
 use core::ffi::c_void;
+use core::ops::Range;
 use core::{mem, ptr};
 
 use ngx::ffi::{
@@ -64,6 +65,15 @@ pub struct Session {
 enum Outcome {
     Wait,
     Finish(ngx_int_t),
+}
+
+/// What one read from the target gave.
+enum Read {
+    Data(usize),
+    /// End of stream or an error: the session is closing.
+    Ended,
+    /// Nothing to read now.
+    Nothing,
 }
 
 impl Session {
@@ -325,13 +335,14 @@ impl Session {
         }
         if self.down.pending() {
             let n = send_to(c, self.down.ready());
-            return match self.sent(n) {
+            let sent = match self.sent(n) {
                 Some(n) => {
                     self.down.pos += n;
-                    true
+                    n > 0
                 }
                 None => false,
             };
+            return self.read_behind() || sent;
         }
         if let Some((frame, off, is_close)) = self.control.take() {
             let bytes = frame.bytes();
@@ -371,16 +382,56 @@ impl Session {
             self.client_failed = true;
             return false;
         }
-        let Some(recv) = (*t).recv else { return false };
-        let Some(window) = self.down.mem(size).get_mut(self.framer.read_window(size)) else {
-            return false;
-        };
-        let n = recv(t, window.as_mut_ptr(), window.len());
-        match n {
-            NGX_AGAIN => {
+        match self.read_target(self.framer.read_window(size)) {
+            Read::Data(n) => {
+                let frame = self.framer.frame(self.down.mem(size), n);
+                self.down.pos = frame.start;
+                self.down.last = frame.end;
+                true
+            }
+            Read::Ended => true,
+            Read::Nothing => {
                 self.down.release();
                 false
             }
+        }
+    }
+
+    /// Reads more target bytes behind frames still going to the client, unless a control
+    /// frame waits for the frame boundary that this would push back.
+    unsafe fn read_behind(&mut self) -> bool {
+        let t = self.target();
+        let waiting = self.control.is_some() || self.close.is_some() || self.pong.is_some();
+        if waiting || self.close_sent || self.target_done || (*(*t).read).ready() == 0 {
+            return false;
+        }
+        let size = self.conf().buffer_size;
+        let Some(window) = self.framer.tail_window(self.down.last, size) else {
+            return false;
+        };
+        match self.read_target(window) {
+            Read::Data(n) => {
+                let last = self.down.last;
+                self.down.last = self.framer.frame_tail(self.down.mem(size), last, n);
+                true
+            }
+            Read::Ended => true,
+            Read::Nothing => false,
+        }
+    }
+
+    /// One recv from the target into `window` of the down buffer.
+    unsafe fn read_target(&mut self, window: Range<usize>) -> Read {
+        let t = self.target();
+        let size = self.conf().buffer_size;
+        let Some(recv) = (*t).recv else {
+            return Read::Nothing;
+        };
+        let Some(dst) = self.down.mem(size).get_mut(window) else {
+            return Read::Nothing;
+        };
+        match recv(t, dst.as_mut_ptr(), dst.len()) {
+            NGX_AGAIN => Read::Nothing,
             0 => {
                 ngx_log_error!(
                     NGX_LOG_INFO,
@@ -389,18 +440,13 @@ impl Session {
                 );
                 self.target_done = true;
                 self.queue_close(CLOSE_NORMAL);
-                true
+                Read::Ended
             }
             n if n < 0 => {
                 self.target_error("reading from the target failed");
-                true
+                Read::Ended
             }
-            n => {
-                let frame = self.framer.frame(self.down.mem(size), n as usize);
-                self.down.pos = frame.start;
-                self.down.last = frame.end;
-                true
-            }
+            n => Read::Data(n as usize),
         }
     }
 
