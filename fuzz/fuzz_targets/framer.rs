@@ -1,6 +1,8 @@
 //! Target->client framing: read_window/frame for any capacity and byte count in both
 //! modes, checked by parsing the produced frame; then the frame, masked as a client
-//! would send it, must decode back to the original bytes. Also put_header, pong, close.
+//! would send it, must decode back to the original bytes. Then the rest of the input is
+//! appended in pieces with tail_window/frame_tail and every frame must parse back, in
+//! order. Also put_header, pong, close.
 //!
 //! Input: flags (bit 0 base64), capacity (u16 LE), then the target's bytes.
 #![no_main]
@@ -28,16 +30,50 @@ fn parse(f: &[u8]) -> (bool, u8, &[u8]) {
 }
 
 fn mask(frame: &[u8], key: [u8; 4]) -> Vec<u8> {
-    let hdr = header_len(frame.len() - 2).min(frame.len()); // placeholder, recomputed below
-    let _ = hdr;
-    let (_, op, payload) = parse(frame);
+    let (_, _, payload) = parse(frame);
     let h = header_len(payload.len());
     let mut out = frame[..h].to_vec();
     out[1] |= 0x80;
     out.extend_from_slice(&key);
     out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
-    let _ = op;
     out
+}
+
+/// Appends `rest` behind the frame in `buf[r]` with tail frames of sizes taken from the
+/// data, then parses every frame back.
+fn tails(f: &Framer, buf: &mut [u8], r: std::ops::Range<usize>, rest: &[u8]) {
+    let mut last = r.end;
+    let mut pieces = vec![buf[r.clone()].to_vec()];
+    let mut left = rest;
+    while let Some(w) = f.tail_window(last, buf.len()) {
+        assert!(w.start >= last && w.end <= buf.len() && w.len() <= 65535);
+        if left.is_empty() {
+            break;
+        }
+        let n = (usize::from(left[0]) * 37 + 1).min(left.len()).min(w.len());
+        buf[w.start..w.start + n].copy_from_slice(&left[..n]);
+        let end = f.frame_tail(buf, last, n);
+        assert!(end > last);
+        pieces.push(left[..n].to_vec());
+        left = &left[n..];
+        last = end;
+    }
+    let mut at = r.start;
+    for (i, want) in pieces.iter().enumerate() {
+        let b1 = usize::from(buf[at + 1]);
+        let (len, h) = match b1 {
+            126 => (usize::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]])), 4),
+            127 => (u64::from_be_bytes(buf[at + 2..at + 10].try_into().unwrap()) as usize, 10),
+            n => (n, 2),
+        };
+        let (_, op, payload) = parse(&buf[at..at + h + len]);
+        assert_eq!(op, codec::OP_BINARY);
+        if i > 0 {
+            assert_eq!(payload, &want[..]);
+        }
+        at += h + len;
+    }
+    assert_eq!(at, last);
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -71,6 +107,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(op, codec::OP_TEXT);
             assert_eq!(payload, STANDARD.encode(original).as_bytes());
         }
+    }
+    if mode == Mode::Binary {
+        tails(&f, &mut buf.clone(), r.clone(), &input[n..]);
+    } else {
+        assert!(f.tail_window(r.end, cap).is_none());
     }
     // A window one byte larger than read_window must not be framable in place.
     assert!(f.frame(&mut buf.clone(), w.len() + 1).is_empty());
