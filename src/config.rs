@@ -207,28 +207,11 @@ pub unsafe extern "C" fn set_size(
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let (name, mut value) = directive(cf, cmd);
-    let field = &mut *((conf as *mut u8).add((*cmd).offset) as *mut usize);
-    if *field != UNSET_SIZE {
-        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
-        return CONF_ERROR;
-    }
-    let size = ngx_parse_size(&mut value);
-    match usize::try_from(size) {
-        Ok(size) if (MIN_BUFFER..=MAX_BUFFER).contains(&size) => {
-            *field = size;
-            CONF_OK
-        }
-        _ => {
-            ngx_conf_log_error!(
-                NGX_LOG_EMERG,
-                cf,
-                "invalid value \"{}\" in \"{name}\" directive, it must be a size from {MIN_BUFFER} to 16m",
-                show(&value)
-            );
-            CONF_ERROR
-        }
-    }
+    set_value(cf, cmd, conf, UNSET_SIZE, "a size from 256 to 16m", |v| {
+        usize::try_from(ngx_parse_size(v))
+            .ok()
+            .filter(|size| (MIN_BUFFER..=MAX_BUFFER).contains(size))
+    })
 }
 
 pub unsafe extern "C" fn set_msec(
@@ -236,22 +219,39 @@ pub unsafe extern "C" fn set_msec(
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
+    set_value(cf, cmd, conf, UNSET_MSEC, "a time above 0", |v| {
+        ngx_msec_t::try_from(ngx_parse_time(v, 0))
+            .ok()
+            .filter(|&ms| ms > 0)
+    })
+}
+
+/// Stores the directive's parsed argument in the field at `cmd->offset`; a value that
+/// does not parse is reported with the directive's name and what it must be.
+unsafe fn set_value<T: Copy + PartialEq>(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+    unset: T,
+    must_be: &str,
+    parse: impl FnOnce(&mut ngx_str_t) -> Option<T>,
+) -> *mut c_char {
     let (name, mut value) = directive(cf, cmd);
-    let field = &mut *((conf as *mut u8).add((*cmd).offset) as *mut ngx_msec_t);
-    if *field != UNSET_MSEC {
+    let field = &mut *((conf as *mut u8).add((*cmd).offset) as *mut T);
+    if *field != unset {
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
         return CONF_ERROR;
     }
-    match ngx_msec_t::try_from(ngx_parse_time(&mut value, 0)) {
-        Ok(ms) if ms > 0 => {
-            *field = ms;
+    match parse(&mut value) {
+        Some(v) => {
+            *field = v;
             CONF_OK
         }
-        _ => {
+        None => {
             ngx_conf_log_error!(
                 NGX_LOG_EMERG,
                 cf,
-                "invalid value \"{}\" in \"{name}\" directive, it must be a time above 0",
+                "invalid value \"{}\" in \"{name}\" directive, it must be {must_be}",
                 show(&value)
             );
             CONF_ERROR

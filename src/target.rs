@@ -126,23 +126,26 @@ unsafe fn choose(
         deny(log, &shown, conf);
         return Err(HTTP_FORBIDDEN);
     }
-    let ur = ngx_pcalloc((*r).pool, mem::size_of::<ngx_http_upstream_resolved_t>())
-        as *mut ngx_http_upstream_resolved_t;
-    if ur.is_null() {
-        return Err(HTTP_INTERNAL_SERVER_ERROR);
-    }
-    (*ur).sockaddr = addr.sockaddr;
-    (*ur).socklen = addr.socklen;
-    (*ur).name = addr.name;
-    (*ur).naddrs = 1;
-    peers_from(r, ur)?;
+    peers_from(r, |ur| {
+        ur.sockaddr = addr.sockaddr;
+        ur.socklen = addr.socklen;
+        ur.name = addr.name;
+        ur.naddrs = 1;
+    })?;
     Ok(true)
 }
 
+/// Round-robin peers for this request from addresses that `fill` describes (copied).
 unsafe fn peers_from(
     r: *mut ngx_http_request_t,
-    ur: *mut ngx_http_upstream_resolved_t,
+    fill: impl FnOnce(&mut ngx_http_upstream_resolved_t),
 ) -> Result<(), ngx_int_t> {
+    let ur = ngx_pcalloc((*r).pool, mem::size_of::<ngx_http_upstream_resolved_t>())
+        as *mut ngx_http_upstream_resolved_t;
+    let Some(ur) = ur.as_mut() else {
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
+    };
+    fill(ur);
     if ngx_http_upstream_create_round_robin_peer(r, ur) != NGX_OK {
         return Err(HTTP_INTERNAL_SERVER_ERROR);
     }
@@ -261,17 +264,13 @@ unsafe fn use_resolved(s: &mut Session, ctx: *mut ngx_resolver_ctx_t) -> Result<
         deny(log, &shown, conf);
         return Err(HTTP_FORBIDDEN);
     }
-    let ur = ngx_pcalloc((*r).pool, mem::size_of::<ngx_http_upstream_resolved_t>())
-        as *mut ngx_http_upstream_resolved_t;
-    if ur.is_null() {
-        return Err(HTTP_INTERNAL_SERVER_ERROR);
-    }
-    (*ur).host = (*ctx).name;
-    (*ur).port = s.port;
-    (*ur).addrs = list;
-    (*ur).naddrs = kept;
     // Copies the addresses: the resolver's go away with ngx_resolve_name_done().
-    peers_from(r, ur)
+    peers_from(r, |ur| {
+        ur.host = (*ctx).name;
+        ur.port = s.port;
+        ur.addrs = list;
+        ur.naddrs = kept;
+    })
 }
 
 fn with_port(peer: Peer, port: u16) -> Peer {
