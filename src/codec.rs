@@ -531,6 +531,11 @@ pub fn pong(payload: &[u8]) -> ControlFrame {
     ControlFrame::new(OP_PONG, payload)
 }
 
+/// Heartbeat ping; a live browser answers with a pong on its own.
+pub fn ping() -> ControlFrame {
+    ControlFrame::new(OP_PING, b"websockify")
+}
+
 /// Close frame with `code`, or an empty body for None.
 pub fn close(code: Option<u16>) -> ControlFrame {
     match code {
@@ -625,6 +630,14 @@ const TAIL_MIN: usize = 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeat_ping_is_a_control_frame() {
+        let p = super::ping();
+        assert_eq!(p.bytes()[0], 0x80 | OP_PING);
+        assert_eq!(usize::from(p.bytes()[1]), p.bytes().len() - 2);
+        assert!(p.bytes().len() <= 127);
+    }
 
     #[test]
     fn frames_appended_behind_pending_ones_stay_contiguous() {

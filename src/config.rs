@@ -1,5 +1,6 @@
 //! Directive parsing and merging: `websockify_pass`, `websockify_allow`,
-//! `websockify_allow_origin`, `websockify_buffer_size` and the three timeouts.
+//! `websockify_allow_origin`, `websockify_buffer_size`, the three timeouts and
+//! `websockify_ping_interval`.
 
 use core::ffi::{c_char, c_void};
 use core::{mem, ptr};
@@ -20,6 +21,9 @@ pub const DEFAULT_PORT: u16 = 5900;
 /// 65535 + 4 + 4, the original module's default: one maximal 16-bit frame and headers.
 const DEFAULT_BUFFER: usize = 65543;
 const DEFAULT_TIMEOUT: ngx_msec_t = 60_000;
+/// Half the idle timeout: a browser's pongs keep a quiet console alive, a vanished client
+/// still ends after `websockify_read_timeout`.
+const DEFAULT_PING: ngx_msec_t = 30_000;
 const MIN_BUFFER: usize = 256;
 const MAX_BUFFER: usize = 16 * 1024 * 1024;
 
@@ -47,6 +51,8 @@ pub struct LocConf {
     pub connect_timeout: ngx_msec_t,
     pub read_timeout: ngx_msec_t,
     pub send_timeout: ngx_msec_t,
+    /// Heartbeat pings to the client; 0 = off.
+    pub ping_interval: ngx_msec_t,
 }
 
 pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
@@ -65,6 +71,7 @@ pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             connect_timeout: UNSET_MSEC,
             read_timeout: UNSET_MSEC,
             send_timeout: UNSET_MSEC,
+            ping_interval: UNSET_MSEC,
         });
     }
     (*cln).handler = Some(drop_loc_conf);
@@ -103,6 +110,12 @@ pub unsafe extern "C" fn merge_loc_conf(
     ] {
         merge(cur, prev, UNSET_MSEC, DEFAULT_TIMEOUT);
     }
+    merge(
+        &mut conf.ping_interval,
+        prev.ping_interval,
+        UNSET_MSEC,
+        DEFAULT_PING,
+    );
     CONF_OK
 }
 
@@ -224,6 +237,29 @@ pub unsafe extern "C" fn set_msec(
             .ok()
             .filter(|&ms| ms > 0)
     })
+}
+
+/// `websockify_ping_interval off | TIME;`
+pub unsafe extern "C" fn set_ping(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    set_value(
+        cf,
+        cmd,
+        conf,
+        UNSET_MSEC,
+        "\"off\" or a time above 0",
+        |v| {
+            if v.as_bytes() == b"off" {
+                return Some(0);
+            }
+            ngx_msec_t::try_from(ngx_parse_time(v, 0))
+                .ok()
+                .filter(|&ms| ms > 0)
+        },
+    )
 }
 
 /// Stores the directive's parsed argument in the field at `cmd->offset`; a value that

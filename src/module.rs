@@ -33,7 +33,7 @@ const fn command(
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 8] = [
+static mut COMMANDS: [ngx_command_t; 9] = [
     command(
         c"websockify_pass",
         (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as _,
@@ -75,6 +75,12 @@ static mut COMMANDS: [ngx_command_t; 8] = [
         ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
         config::set_msec,
         core::mem::offset_of!(config::LocConf, send_timeout),
+    ),
+    command(
+        c"websockify_ping_interval",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        config::set_ping,
+        core::mem::offset_of!(config::LocConf, ping_interval),
     ),
     ngx_command_t::empty(),
 ];

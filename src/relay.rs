@@ -48,12 +48,16 @@ pub struct Session {
     end: usize,
     /// Target to client: one frame in `pos..last`.
     down: Buf,
-    /// Control frames wait for a frame boundary on the client side; a close wins over a pong.
+    /// Control frames wait for a frame boundary on the client side; a close wins over a
+    /// pong, a pong over a heartbeat ping.
     pong: Option<ControlFrame>,
+    ping: Option<ControlFrame>,
     close: Option<ControlFrame>,
     control: Option<(ControlFrame, usize, bool)>,
     header_pending: bool,
     relaying: bool,
+    /// Data moved since the idle timer was last set (our own pings do not count).
+    active: bool,
     client_done: bool,
     client_sent_close: bool,
     client_failed: bool,
@@ -100,10 +104,12 @@ impl Session {
             end: 0,
             down: Buf::default(),
             pong: None,
+            ping: None,
             close: None,
             control: None,
             header_pending: false,
             relaying: false,
+            active: false,
             client_done: false,
             client_sent_close: false,
             client_failed: false,
@@ -146,14 +152,12 @@ impl Session {
 
     /// Runs both directions until neither can move, then decides whether the session ends.
     unsafe fn pump(&mut self) -> Outcome {
-        let mut moved = false;
         loop {
             let up = self.client_to_target();
             let down = self.target_to_client();
             if !(up || down) {
                 break;
             }
-            moved = true;
         }
         if self.client_failed {
             return Outcome::Finish(NGX_ERROR as ngx_int_t);
@@ -167,7 +171,7 @@ impl Session {
         {
             return Outcome::Finish(NGX_OK);
         }
-        if moved {
+        if mem::take(&mut self.active) {
             ngx_add_timer((*self.target()).read, self.conf().read_timeout);
         }
         Outcome::Wait
@@ -231,6 +235,7 @@ impl Session {
             }
             n => {
                 self.end += n as usize;
+                self.active = true;
                 self.decode();
                 true
             }
@@ -260,6 +265,7 @@ impl Session {
             }
             n => {
                 self.up.pos += n as usize;
+                self.active = true;
                 true
             }
         }
@@ -338,6 +344,7 @@ impl Session {
             let sent = match self.sent(n) {
                 Some(n) => {
                     self.down.pos += n;
+                    self.active |= n > 0;
                     n > 0
                 }
                 None => false,
@@ -365,10 +372,11 @@ impl Session {
         }
         if let Some(frame) = self.close.take() {
             self.pong = None;
+            self.ping = None;
             self.control = Some((frame, 0, true));
             return true;
         }
-        if let Some(frame) = self.pong.take() {
+        if let Some(frame) = self.pong.take().or_else(|| self.ping.take()) {
             self.control = Some((frame, 0, false));
             return true;
         }
@@ -401,7 +409,10 @@ impl Session {
     /// frame waits for the frame boundary that this would push back.
     unsafe fn read_behind(&mut self) -> bool {
         let t = self.target();
-        let waiting = self.control.is_some() || self.close.is_some() || self.pong.is_some();
+        let waiting = self.control.is_some()
+            || self.close.is_some()
+            || self.pong.is_some()
+            || self.ping.is_some();
         if waiting || self.close_sent || self.target_done || (*(*t).read).ready() == 0 {
             return false;
         }
@@ -446,7 +457,10 @@ impl Session {
                 self.target_error("reading from the target failed");
                 Read::Ended
             }
-            n => Read::Data(n as usize),
+            n => {
+                self.active = true;
+                Read::Data(n as usize)
+            }
         }
     }
 
@@ -494,6 +508,14 @@ impl Session {
             ngx_log_error!(NGX_LOG_INFO, self.log(), "websockify: client timed out");
             (*c).set_timedout(1);
             return true;
+        }
+        if (*(*c).read).timedout() != 0 {
+            // The heartbeat timer lives on the client's read event, which nothing else times.
+            (*(*c).read).set_timedout(0);
+            if !self.close_sent && !self.close_pending() {
+                self.ping = Some(codec::ping());
+            }
+            ngx_add_timer((*c).read, self.conf().ping_interval);
         }
         if (*(*t).write).timedout() != 0 {
             (*(*t).write).set_timedout(0);
@@ -585,6 +607,9 @@ pub unsafe fn start(s: &mut Session) {
         s.start_input(n);
     }
     ngx_add_timer((*t).read, s.conf().read_timeout);
+    if s.conf().ping_interval > 0 {
+        ngx_add_timer((*c).read, s.conf().ping_interval);
+    }
     run(s);
 }
 

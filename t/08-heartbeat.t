@@ -1,0 +1,72 @@
+# websockify_ping_interval: heartbeat pings keep a quiet console alive while the browser
+# answers, and do not keep a vanished client's session open.
+use lib 't/lib';
+use Test::Nginx::Socket;
+use WsTest;
+
+run_tests();
+Test::More::done_testing();
+
+__DATA__
+
+=== TEST 1: pings arrive on a silent session; answering them outlives the idle timeout
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_read_timeout 2s;
+        websockify_ping_interval 500ms;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1), echo => 1);
+my $c = ws_connect();
+is $c->{status}, 101, "$T: status";
+my $pings = 0;
+my $until = time + 5;
+while (time < $until) {
+    my $f = $c->read_frame($until - time) or last;
+    last if $f->{opcode} == 8;
+    next unless $f->{opcode} == 9;
+    $pings++;
+    $c->send(ws_frame(opcode => 10, payload => $f->{payload}));
+}
+cmp_ok $pings, '>=', 6, "$T: a ping about every 500 ms ($pings in 5 s)";
+$c->send(ws_frame(payload => 'still here'));
+is $c->read_data(10, 3), 'still here', "$T: session alive after 2.5x the idle timeout";
+is $t->data, 'still here', "$T: pongs never reach the target";
+
+=== TEST 2: a client that does not answer still times out (close 1001)
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_read_timeout 1500ms;
+        websockify_ping_interval 400ms;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1));
+my $c = ws_connect();
+is $c->{status}, 101, "$T: status";
+my $f = $c->read_until_opcode(8, 5);
+is $f && $f->{code}, 1001, "$T: close 1001 despite the pings";
+ok scalar(grep { $_->{opcode} == 9 } @{ $c->{control} // [] }) >= 2, "$T: pings were sent";
+
+=== TEST 3: off sends none
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_ping_interval off;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1));
+my $c = ws_connect();
+is $c->{status}, 101, "$T: status";
+ok !$c->read_frame(1.5), "$T: no frame in 1.5 s";
+
+=== TEST 4: an invalid interval stops nginx, naming directive and value
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:5901;
+        websockify_ping_interval soon;
+    }
+--- must_die
+--- error_log eval
+qr/invalid value "soon" in "websockify_ping_interval" directive/
