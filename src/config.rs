@@ -142,6 +142,14 @@ unsafe fn directive(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t) -> (&'static s
     (name, args.first().copied().unwrap_or_default())
 }
 
+/// A C string from nginx (an error text), when there is one.
+pub unsafe fn cstr<'a>(p: *const c_char) -> Option<&'a str> {
+    if p.is_null() {
+        return None;
+    }
+    core::ffi::CStr::from_ptr(p).to_str().ok()
+}
+
 fn show(value: &ngx_str_t) -> &str {
     core::str::from_utf8(value.as_bytes()).unwrap_or("(not UTF-8)")
 }
@@ -179,13 +187,7 @@ pub unsafe extern "C" fn set_pass(
         // Parsed here first so that a bad value is reported with the directive's name.
         let mut check = url();
         if ngx_parse_url((*cf).pool, &mut check) != 0 {
-            let why = if check.err.is_null() {
-                "invalid address"
-            } else {
-                core::ffi::CStr::from_ptr(check.err)
-                    .to_str()
-                    .unwrap_or("invalid address")
-            };
+            let why = cstr(check.err).unwrap_or("invalid address");
             ngx_conf_log_error!(
                 NGX_LOG_EMERG,
                 cf,

@@ -53,7 +53,7 @@ pub struct Session {
     pong: Option<ControlFrame>,
     ping: Option<ControlFrame>,
     close: Option<ControlFrame>,
-    control: Option<(ControlFrame, usize, bool)>,
+    control: Option<Outgoing>,
     header_pending: bool,
     relaying: bool,
     /// Data moved since the idle timer was last set (our own pings do not count).
@@ -69,6 +69,23 @@ pub struct Session {
 enum Outcome {
     Wait,
     Finish(ngx_int_t),
+}
+
+/// A control frame on its way to the client.
+struct Outgoing {
+    frame: ControlFrame,
+    sent: usize,
+    is_close: bool,
+}
+
+impl Outgoing {
+    fn new(frame: ControlFrame, is_close: bool) -> Self {
+        Self {
+            frame,
+            sent: 0,
+            is_close,
+        }
+    }
 }
 
 /// What one read from the target gave.
@@ -164,11 +181,9 @@ impl Session {
         }
         let up_flushed = !self.up.pending() || self.target_failed;
         let control_flushed = self.control.is_none() && self.close.is_none();
-        if up_flushed
-            && control_flushed
-            && (self.close_sent
-                || self.client_done && !self.client_sent_close && !self.close_pending())
-        {
+        // Ends after our close frame went out, or when the client left without one.
+        let over = self.close_sent || self.client_done && !self.client_sent_close;
+        if up_flushed && control_flushed && over {
             return Outcome::Finish(NGX_OK);
         }
         if mem::take(&mut self.active) {
@@ -178,7 +193,7 @@ impl Session {
     }
 
     fn close_pending(&self) -> bool {
-        self.close.is_some() || self.control.as_ref().is_some_and(|c| c.2)
+        self.close.is_some() || self.control.as_ref().is_some_and(|c| c.is_close)
     }
 
     /// One step client -> target; true when something moved.
@@ -190,10 +205,7 @@ impl Session {
         }
         if !self.up.pending() {
             // All decoded and delivered: later input starts at the front again.
-            self.raw = 0;
-            self.end = 0;
-            self.up.pos = 0;
-            self.up.last = 0;
+            self.rewind_up(0);
         }
         let c = self.client();
         if self.client_done || (*(*c).read).ready() == 0 {
@@ -271,13 +283,12 @@ impl Session {
         }
     }
 
-    /// Input now sits at the start of an empty up buffer.
-    fn start_input(&mut self, n: usize) {
+    /// Empties the up buffer, except for `n` undecoded bytes at its front.
+    fn rewind_up(&mut self, n: usize) {
         self.up.pos = 0;
         self.up.last = 0;
         self.raw = 0;
         self.end = n;
-        self.decode();
     }
 
     fn decode(&mut self) {
@@ -351,33 +362,29 @@ impl Session {
             };
             return self.read_behind() || sent;
         }
-        if let Some((frame, off, is_close)) = self.control.take() {
-            let bytes = frame.bytes();
-            let n = send_to(c, bytes.get(off..).unwrap_or_default());
-            let sent = self.sent(n);
-            return match sent {
-                Some(n) if off + n == bytes.len() => {
-                    self.close_sent |= is_close;
-                    true
-                }
-                Some(n) => {
-                    self.control = Some((frame, off + n, is_close));
-                    true
-                }
-                None => {
-                    self.control = Some((frame, off, is_close));
-                    false
-                }
+        if let Some(mut out) = self.control.take() {
+            let bytes = out.frame.bytes();
+            let n = send_to(c, bytes.get(out.sent..).unwrap_or_default());
+            let Some(n) = self.sent(n) else {
+                self.control = Some(out);
+                return false;
             };
+            out.sent += n;
+            if out.sent < out.frame.bytes().len() {
+                self.control = Some(out);
+            } else {
+                self.close_sent |= out.is_close;
+            }
+            return true;
         }
         if let Some(frame) = self.close.take() {
             self.pong = None;
             self.ping = None;
-            self.control = Some((frame, 0, true));
+            self.control = Some(Outgoing::new(frame, true));
             return true;
         }
         if let Some(frame) = self.pong.take().or_else(|| self.ping.take()) {
-            self.control = Some((frame, 0, false));
+            self.control = Some(Outgoing::new(frame, false));
             return true;
         }
         let t = self.target();
@@ -604,7 +611,8 @@ pub unsafe fn start(s: &mut Session) {
             dst.copy_from_slice(pipelined);
         }
         (*hin).pos = (*hin).last;
-        s.start_input(n);
+        s.rewind_up(n);
+        s.decode();
     }
     ngx_add_timer((*t).read, s.conf().read_timeout);
     if s.conf().ping_interval > 0 {
@@ -715,7 +723,7 @@ unsafe extern "C" fn cleanup(data: *mut c_void) {
 /// allows it. Best effort: one non-blocking send.
 unsafe fn say_going_away(s: &mut Session) {
     let at_boundary =
-        !s.header_pending && !s.down.pending() && s.control.as_ref().is_none_or(|c| c.1 == 0);
+        !s.header_pending && !s.down.pending() && s.control.as_ref().is_none_or(|c| c.sent == 0);
     if !s.relaying || s.close_sent || s.client_done || s.client_failed || !at_boundary {
         return;
     }

@@ -24,7 +24,7 @@ use ngx::ffi::{
 use ngx::ngx_log_error;
 
 use crate::allow::{self, Peer};
-use crate::config::{LocConf, Target, DEFAULT_PORT};
+use crate::config::{cstr, LocConf, Target, DEFAULT_PORT};
 use crate::relay::{self, Session};
 
 const NGX_OK: ngx_int_t = 0;
@@ -309,13 +309,6 @@ unsafe fn peer_of<'a>(sa: *const sockaddr, len: socklen_t) -> Option<Peer<'a>> {
         }
         _ => None,
     }
-}
-
-unsafe fn cstr<'a>(p: *const core::ffi::c_char) -> Option<&'a str> {
-    if p.is_null() {
-        return None;
-    }
-    core::ffi::CStr::from_ptr(p).to_str().ok()
 }
 
 /// Connects to the next peer; when none is left the request ends with the last
