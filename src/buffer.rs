@@ -1,35 +1,23 @@
 //! Relay buffers that exist only while data moves. A session takes a buffer when it reads
-//! and gives it back when the direction goes quiet; given-back buffers wait in a small
-//! per-worker stack so that busy sessions do not pay an allocation (and its zeroing) on
-//! every wake-up, while idle sessions hold no buffer at all. What does not fit the stack
-//! goes back to the allocator and is counted, so the glue can ask it to return the pages
-//! to the system after a burst of sessions.
+//! and gives it back when the direction goes quiet, so idle sessions hold none. Given-back
+//! buffers wait in a small per-worker stack, capped in count and in bytes, so busy sessions
+//! do not map fresh pages on every wake-up; what does not fit is unmapped at once.
 
 use std::cell::Cell;
 
-/// Spare buffers kept per worker (nginx workers are single-threaded).
+use crate::pages::Block;
+
+/// Spare buffers kept per worker (nginx workers are single-threaded), and their total size.
 const SPARES: usize = 32;
+const SPARE_BYTES: usize = 4 << 20;
 
 thread_local! {
-    static SPARE: Cell<Vec<Vec<u8>>> = const { Cell::new(Vec::new()) };
-    static FREED: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Whether at least `bytes` of buffers went back to the allocator since the last time
-/// this said yes.
-pub fn take_freed_at_least(bytes: usize) -> bool {
-    FREED.with(|f| {
-        let over = f.get() >= bytes;
-        if over {
-            f.set(0);
-        }
-        over
-    })
+    static SPARE: Cell<Vec<Block>> = const { Cell::new(Vec::new()) };
 }
 
 #[derive(Default)]
 pub struct Buf {
-    mem: Vec<u8>,
+    mem: Option<Block>,
     /// Bytes ready for the peer: `pos..last`.
     pub pos: usize,
     pub last: usize,
@@ -42,72 +30,93 @@ impl Buf {
 
     /// The bytes waiting for the peer.
     pub fn ready(&mut self) -> &mut [u8] {
-        self.mem.get_mut(self.pos..self.last).unwrap_or_default()
+        let (pos, last) = (self.pos, self.last);
+        self.all().get_mut(pos..last).unwrap_or_default()
     }
 
     /// The first `size` bytes, once `ensure(size)` succeeded (empty otherwise).
     pub fn mem(&mut self, size: usize) -> &mut [u8] {
-        let len = self.mem.len().min(size);
-        self.mem.get_mut(..len).unwrap_or_default()
+        let all = self.all();
+        let len = all.len().min(size);
+        all.get_mut(..len).unwrap_or_default()
     }
 
-    /// Makes at least `size` bytes available; false when memory is exhausted.
+    fn all(&mut self) -> &mut [u8] {
+        self.mem
+            .as_mut()
+            .map(Block::as_mut_slice)
+            .unwrap_or_default()
+    }
+
+    /// Bytes of memory held.
+    pub fn held(&self) -> usize {
+        self.mem.as_ref().map_or(0, Block::size)
+    }
+
+    /// Makes at least `size` bytes available; false when memory is exhausted. Never
+    /// called while bytes are pending: the memory may move.
     pub fn ensure(&mut self, size: usize) -> bool {
-        if self.mem.len() >= size {
+        if self.held() >= size {
             return true;
         }
-        let mut mem = take_spare().unwrap_or_default();
-        if mem.len() < size {
-            if mem.try_reserve_exact(size - mem.len()).is_err() {
-                return false;
-            }
-            mem.resize(size, 0);
-        }
-        give_spare(std::mem::replace(&mut self.mem, mem));
+        let Some(mem) = take_spare(size).or_else(|| Block::new(size)) else {
+            return false;
+        };
+        give_spare(self.mem.replace(mem));
         true
     }
 
     /// Gives the memory back; the buffer must hold nothing pending.
     pub fn release(&mut self) {
-        give_spare(std::mem::take(&mut self.mem));
+        give_spare(self.mem.take());
         self.pos = 0;
         self.last = 0;
     }
 }
 
-fn take_spare() -> Option<Vec<u8>> {
+impl Drop for Buf {
+    fn drop(&mut self) {
+        give_spare(self.mem.take());
+    }
+}
+
+/// A spare of at least `size` bytes.
+fn take_spare(size: usize) -> Option<Block> {
     SPARE.with(|cell| {
         let mut spare = cell.take();
-        let mem = spare.pop();
+        let found = spare.iter().rposition(|b| b.size() >= size);
+        let mem = found.map(|i| spare.swap_remove(i));
         cell.set(spare);
         mem
     })
 }
 
-fn give_spare(mem: Vec<u8>) {
-    if mem.is_empty() {
-        return;
-    }
+fn give_spare(mem: Option<Block>) {
+    let Some(mem) = mem else { return };
     SPARE.with(|cell| {
         let mut spare = cell.take();
-        if spare.len() < SPARES && spare.try_reserve(1).is_ok() {
+        let bytes: usize = spare.iter().map(Block::size).sum();
+        let fits = spare.len() < SPARES && bytes + mem.size() <= SPARE_BYTES;
+        if fits && spare.try_reserve(1).is_ok() {
             spare.push(mem);
-        } else {
-            FREED.with(|f| f.set(f.get().saturating_add(mem.capacity())));
         }
+        // Otherwise `mem` is dropped here: unmapped, its pages back to the system.
         cell.set(spare);
     });
-}
-
-impl Drop for Buf {
-    fn drop(&mut self) {
-        give_spare(std::mem::take(&mut self.mem));
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spare_bytes() -> usize {
+        SPARE.with(|cell| {
+            let spare = cell.take();
+            let n = spare.iter().map(Block::size).sum();
+            cell.set(spare);
+            n
+        })
+    }
 
     #[test]
     fn released_memory_is_reused() {
@@ -125,19 +134,23 @@ mod tests {
     }
 
     #[test]
-    fn overflow_is_counted() {
-        take_freed_at_least(0);
+    fn spares_are_capped_in_count_and_bytes() {
         let mut bufs: Vec<Buf> = (0..SPARES + 3).map(|_| Buf::default()).collect();
         for b in &mut bufs {
-            assert!(b.ensure(256));
+            assert!(b.ensure(4096));
         }
         drop(bufs);
-        assert!(take_freed_at_least(3 * 256));
-        assert!(!take_freed_at_least(1));
+        assert!(spare_bytes() <= SPARES * 4096);
+        let mut big: Vec<Buf> = (0..3).map(|_| Buf::default()).collect();
+        for b in &mut big {
+            assert!(b.ensure(SPARE_BYTES / 2));
+        }
+        drop(big);
+        assert!(spare_bytes() <= SPARE_BYTES, "at most the byte cap is kept");
     }
 
     #[test]
-    fn grows_a_smaller_spare() {
+    fn a_smaller_spare_is_not_taken_for_a_larger_buffer() {
         let mut a = Buf::default();
         assert!(a.ensure(100));
         a.release();

@@ -1,0 +1,352 @@
+//! nginx glue for the relay: turns nginx events into calls of the state machine in
+//! `core.rs` and its actions into `recv`, `send`, event registration and one timer. It
+//! decides nothing itself.
+
+use std::ffi::c_void;
+use std::{mem, ptr};
+
+use ngx::ffi::{
+    ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_current_msec, ngx_del_timer,
+    ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading,
+    ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_empty_handler,
+    ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_log_t, ngx_msec_t,
+    ngx_peer_connection_t, ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_resolver_ctx_t,
+    ngx_tcp_nodelay, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
+};
+use ngx::ngx_log_error;
+
+use super::core::{self, Action, Close, End, Io, Level, Msec, Note, Ready, Relay};
+use crate::config::LocConf;
+use crate::handler;
+use crate::handshake::Accept;
+use crate::module::ngx_http_websockify_module;
+
+const NGX_OK: ngx_int_t = 0;
+const NGX_ERROR: isize = -1;
+const NGX_AGAIN: isize = -2;
+
+pub struct Session {
+    pub r: *mut ngx_http_request_t,
+    pub conf: *const LocConf,
+    /// A per-request host name being resolved, and the port that goes with it.
+    pub resolving: *mut ngx_resolver_ctx_t,
+    pub port: u16,
+    accept: Accept,
+    /// Exists once the target is connected and the 101 produced.
+    relay: Option<Relay>,
+    /// The relay's one deadline.
+    timer: ngx_event_t,
+}
+
+impl Session {
+    pub unsafe fn create(
+        r: *mut ngx_http_request_t,
+        conf: &LocConf,
+        accept: Accept,
+    ) -> Option<*mut Session> {
+        let cln = ngx_pool_cleanup_add((*r).pool, mem::size_of::<Session>());
+        if cln.is_null() {
+            return None;
+        }
+        let s = (*cln).data as *mut Session;
+        s.write(Session {
+            r,
+            conf,
+            resolving: ptr::null_mut(),
+            port: 0,
+            accept,
+            relay: None,
+            timer: mem::zeroed(),
+        });
+        (*cln).handler = Some(cleanup);
+        *(*r).ctx.add(ngx_http_websockify_module.ctx_index) = s.cast::<c_void>();
+        Some(s)
+    }
+
+    /// The peer connection: the request's upstream holds it, for the balancers.
+    pub unsafe fn peer(&self) -> *mut ngx_peer_connection_t {
+        &mut (*(*self.r).upstream).peer
+    }
+
+    unsafe fn target(&self) -> *mut ngx_connection_t {
+        (*self.peer()).connection
+    }
+
+    unsafe fn client(&self) -> *mut ngx_connection_t {
+        (*self.r).connection
+    }
+
+    unsafe fn log(&self) -> *mut ngx_log_t {
+        (*self.client()).log
+    }
+
+    fn conf(&self) -> &LocConf {
+        // SAFETY: location configuration lives as long as the cycle.
+        unsafe { &*self.conf }
+    }
+}
+
+/// Connect failed for good: the client gets `status` (502 or 504).
+pub unsafe fn fail(s: &mut Session, status: ngx_int_t) {
+    ngx_http_finalize_request(s.r, status);
+}
+
+/// The target is connected: answer 101 and start relaying.
+pub unsafe fn start(s: &mut Session) {
+    let r = s.r;
+    let c = s.client();
+    let t = s.target();
+    (*(*c).log).action = c"relaying WebSocket to target".as_ptr() as *mut _;
+    if handler::switch_protocols(r, &s.accept).is_err() {
+        end_request(s, NGX_ERROR as ngx_int_t);
+        return;
+    }
+    let conf = s.conf();
+    let cfg = core::Config {
+        buffer_size: conf.buffer_size,
+        read_timeout: conf.read_timeout as Msec,
+        send_timeout: conf.send_timeout as Msec,
+        ping_interval: conf.ping_interval as Msec,
+    };
+    let mut relay = Relay::new(cfg, s.accept.mode, header_queued(r), now());
+    // Frames the client sent right behind its handshake are already in header_in.
+    let hin = (*r).header_in;
+    if !hin.is_null() && (*hin).last > (*hin).pos {
+        let n = (*hin).last.offset_from((*hin).pos) as usize;
+        relay.pipelined(std::slice::from_raw_parts((*hin).pos, n));
+        (*hin).pos = (*hin).last;
+    }
+    s.relay = Some(relay);
+    ngx_tcp_nodelay(c);
+    ngx_tcp_nodelay(t);
+    (*t).data = ptr::from_mut(s).cast::<c_void>();
+    (*(*t).read).handler = Some(target_handler);
+    (*(*t).write).handler = Some(target_handler);
+    (*r).read_event_handler = Some(client_handler);
+    (*r).write_event_handler = Some(client_handler);
+    s.timer.handler = Some(timer_handler);
+    s.timer.data = ptr::from_mut(s).cast::<c_void>();
+    s.timer.log = (*c).log;
+    run(s);
+}
+
+fn now() -> Msec {
+    // SAFETY: nginx's cached clock, written only by this worker's thread.
+    unsafe { ngx_current_msec as Msec }
+}
+
+/// The 101 still waits in nginx's output chain or in the TLS layer's buffer.
+unsafe fn header_queued(r: *mut ngx_http_request_t) -> bool {
+    !(*r).out.is_null() || (*(*r).connection).buffered() & NGX_LOWLEVEL_BUFFERED != 0
+}
+
+unsafe extern "C" fn client_handler(r: *mut ngx_http_request_t) {
+    let s = *(*r).ctx.add(ngx_http_websockify_module.ctx_index) as *mut Session;
+    if let Some(s) = s.as_mut() {
+        run(s);
+    }
+}
+
+unsafe extern "C" fn target_handler(ev: *mut ngx_event_t) {
+    let t = (*ev).data as *mut ngx_connection_t;
+    run_from_event((*t).data as *mut Session);
+}
+
+unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
+    run_from_event((*ev).data as *mut Session);
+}
+
+/// From an event that is not the client's: ending the request may only post it
+/// (terminate); run it now, as the upstream module does, before the client connection
+/// sees another event.
+unsafe fn run_from_event(s: *mut Session) {
+    if let Some(s) = s.as_mut() {
+        let c = s.client();
+        run(s);
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+/// Performs the relay's actions until it waits or finishes.
+unsafe fn run(s: &mut Session) {
+    let (r, c, t, log) = (s.r, s.client(), s.target(), s.log());
+    let Some(relay) = s.relay.as_mut() else {
+        return;
+    };
+    if t.is_null() {
+        return;
+    }
+    loop {
+        let now = now();
+        let ready = Ready {
+            client_read: (*(*c).read).ready() != 0,
+            client_write: (*(*c).write).ready() != 0,
+            target_read: (*(*t).read).ready() != 0,
+            target_write: (*(*t).write).ready() != 0,
+        };
+        match relay.poll(ready, now) {
+            Action::Log(note) => log_note(log, note),
+            Action::FlushHeader => {
+                let io = if ngx_http_output_filter(r, ptr::null_mut()) == NGX_ERROR {
+                    Io::Error
+                } else if header_queued(r) {
+                    Io::Again
+                } else {
+                    Io::Done(0)
+                };
+                relay.header_flushed(io);
+            }
+            Action::RecvClient(buf) => {
+                let io = recv(c, buf);
+                relay.client_read(io, now);
+            }
+            Action::RecvTarget(buf) => {
+                let io = recv(t, buf);
+                relay.target_read(io, now);
+            }
+            Action::SendClient(bytes) => {
+                let io = send(c, bytes);
+                relay.client_sent(io, now);
+            }
+            Action::SendTarget(bytes) => {
+                let io = send(t, bytes);
+                relay.target_sent(io, now);
+            }
+            Action::Wait(deadline) => {
+                if wait(s, deadline, now).is_err() {
+                    finish(s, None);
+                }
+                return;
+            }
+            Action::Finish(end) => {
+                finish(s, Some(end));
+                return;
+            }
+        }
+    }
+}
+
+fn log_note(log: *mut ngx_log_t, note: Note) {
+    let level = match note.level() {
+        Level::Info => NGX_LOG_INFO,
+        Level::Error => NGX_LOG_ERR,
+    };
+    ngx_log_error!(level, log, "websockify: {note}");
+}
+
+unsafe fn recv(c: *mut ngx_connection_t, buf: &mut [u8]) -> Io {
+    let Some(recv) = (*c).recv else {
+        return Io::Error;
+    };
+    match recv(c, buf.as_mut_ptr(), buf.len()) {
+        NGX_AGAIN => Io::Again,
+        0 => Io::Eof,
+        n if n < 0 => Io::Error,
+        n => Io::Done(n as usize),
+    }
+}
+
+unsafe fn send(c: *mut ngx_connection_t, bytes: &[u8]) -> Io {
+    let Some(send) = (*c).send else {
+        return Io::Error;
+    };
+    match send(c, bytes.as_ptr().cast_mut(), bytes.len()) {
+        NGX_AGAIN => Io::Again,
+        n if n < 0 => Io::Error,
+        n => Io::Done(n as usize),
+    }
+}
+
+/// Registers interest in all four events and sets the relay's deadline.
+unsafe fn wait(s: &mut Session, deadline: Option<Msec>, now: Msec) -> Result<(), ()> {
+    let (c, t) = (s.client(), s.target());
+    for ev in [(*c).read, (*t).read] {
+        if ngx_handle_read_event(ev, 0) != NGX_OK {
+            return Err(());
+        }
+    }
+    for ev in [(*c).write, (*t).write] {
+        if ngx_handle_write_event(ev, 0) != NGX_OK {
+            return Err(());
+        }
+    }
+    match deadline {
+        Some(at) => ngx_add_timer(&mut s.timer, at.saturating_sub(now).max(1) as ngx_msec_t),
+        None if s.timer.timer_set() != 0 => ngx_del_timer(&mut s.timer),
+        None => {}
+    }
+    Ok(())
+}
+
+/// Ends the session as the relay says (None: a local failure). `s` is freed with the
+/// request pool, so nothing may touch it afterwards.
+unsafe fn finish(s: &mut Session, end: Option<End>) {
+    let rc = match end.map(|e| e.close) {
+        Some(Close::Clean { linger }) => {
+            // Let the client read our close frame before the socket goes away.
+            (*s.r).set_lingering_close(u32::from(linger));
+            NGX_OK
+        }
+        Some(Close::Drop { timed_out }) => {
+            (*s.client()).set_timedout(u32::from(timed_out));
+            NGX_ERROR as ngx_int_t
+        }
+        None => NGX_ERROR as ngx_int_t,
+    };
+    end_request(s, rc);
+}
+
+unsafe fn end_request(s: &mut Session, rc: ngx_int_t) {
+    close_target(s);
+    if s.timer.timer_set() != 0 {
+        ngx_del_timer(&mut s.timer);
+    }
+    let r = s.r;
+    // Finalizing may be deferred (a posted termination): no more relay calls meanwhile.
+    (*r).read_event_handler = Some(ngx_http_block_reading);
+    (*r).write_event_handler = Some(ngx_http_request_empty_handler);
+    ngx_http_finalize_request(r, rc);
+}
+
+/// Closes the target connection and returns its peer to the balancer.
+unsafe fn close_target(s: &mut Session) {
+    let Some(u) = (*s.r).upstream.as_mut() else {
+        return;
+    };
+    let pc = &mut u.peer;
+    if !pc.connection.is_null() {
+        ngx_close_connection(pc.connection);
+        pc.connection = ptr::null_mut();
+        if let Some(free) = pc.free {
+            free(pc, pc.data, 0);
+        }
+    }
+}
+
+/// Pool cleanup: the request is going away (finished, or terminated by nginx).
+unsafe extern "C" fn cleanup(data: *mut c_void) {
+    let s = &mut *(data as *mut Session);
+    if !s.resolving.is_null() {
+        ngx_resolve_name_done(s.resolving);
+    }
+    if s.timer.timer_set() != 0 {
+        ngx_del_timer(&mut s.timer);
+    }
+    say_going_away(s);
+    close_target(s);
+    ptr::drop_in_place(s);
+}
+
+/// nginx ends a live session itself (worker shutdown, a fatal error elsewhere): tell the
+/// client with a close 1001 rather than cutting the connection, if the relay can.
+unsafe fn say_going_away(s: &mut Session) {
+    let c = s.client();
+    if (*c).fd == -1 {
+        return;
+    }
+    let Some((note, frame)) = s.relay.as_mut().and_then(Relay::going_away) else {
+        return;
+    };
+    log_note((*c).log, note);
+    send(c, frame);
+}
