@@ -80,11 +80,12 @@ impl Drop for Buf {
     }
 }
 
-/// A spare of at least `size` bytes.
+/// A spare of exactly `size` bytes: a larger one would hold memory the session's
+/// configuration does not ask for.
 fn take_spare(size: usize) -> Option<Block> {
     SPARE.with(|cell| {
         let mut spare = cell.take();
-        let found = spare.iter().rposition(|b| b.size() >= size);
+        let found = spare.iter().rposition(|b| b.size() == size);
         let mem = found.map(|i| spare.swap_remove(i));
         cell.set(spare);
         mem
@@ -128,9 +129,18 @@ mod tests {
         a.release();
         assert!(a.mem(4096).is_empty());
         let mut b = Buf::default();
-        assert!(b.ensure(1024));
-        assert_eq!(b.mem(1024).as_ptr(), ptr, "the spare buffer is taken again");
+        assert!(b.ensure(4096));
+        assert_eq!(b.mem(4096).as_ptr(), ptr, "the spare buffer is taken again");
         assert_eq!(b.mem(1024).len(), 1024);
+        let mut c = Buf::default();
+        assert!(c.ensure(4096));
+        b.release();
+        assert!(c.ensure(1024));
+        assert_eq!(c.held(), 4096, "a larger buffer already held is kept");
+        let mut d = Buf::default();
+        assert!(d.ensure(1024));
+        assert_ne!(d.mem(1024).as_ptr(), ptr, "a larger spare is not taken");
+        assert_eq!(d.held(), 1024);
     }
 
     #[test]
@@ -150,7 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn a_smaller_spare_is_not_taken_for_a_larger_buffer() {
+    fn a_smaller_spare_is_not_taken() {
         let mut a = Buf::default();
         assert!(a.ensure(100));
         a.release();

@@ -96,7 +96,7 @@ pub enum Note {
     TargetSendFailed,
     TargetSendTimedOut,
     Idle(Msec),
-    CloseUndelivered,
+    ClosingTimedOut,
     Protocol(ProtocolError),
     GoingAway,
 }
@@ -127,7 +127,7 @@ impl fmt::Display for Note {
                 f,
                 "session timed out after {ms} ms without data, closing with {CLOSE_GOING_AWAY}"
             ),
-            Self::CloseUndelivered => f.write_str("close frame not delivered in time"),
+            Self::ClosingTimedOut => write!(f, "timed out while closing"),
             Self::Protocol(e) => write!(f, "closing with {}: {e}", e.close_code()),
             Self::GoingAway => write!(f, "session ended by nginx, closing with {CLOSE_GOING_AWAY}"),
         }
@@ -161,7 +161,8 @@ pub enum Close {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct End {
     pub cause: Cause,
-    /// The close code we sent, or the client's when we echoed it.
+    /// The code of our close frame (the client's own when we echoed it); None when the
+    /// client left without a close handshake or echoed an empty close.
     pub code: Option<u16>,
     pub close: Close,
 }
@@ -227,8 +228,9 @@ pub struct Relay {
     target_done: bool,
     target_failed: bool,
     close_sent: bool,
-    /// The first reason to end, and the close code that goes with it.
-    cause: Option<(Cause, Option<u16>)>,
+    /// The first reason to end, and the code of the close frame we queued.
+    cause: Option<Cause>,
+    code: Option<u16>,
     note: Option<Note>,
     ended: Option<End>,
     /// Alternates which direction goes first.
@@ -264,6 +266,7 @@ impl Relay {
             target_failed: false,
             close_sent: false,
             cause: None,
+            code: None,
             note: None,
             ended: None,
             down_first: false,
@@ -339,7 +342,7 @@ impl Relay {
                 if !self.client_done {
                     self.note = Some(Note::ClientClosed);
                     self.client_done = true;
-                    self.begin_end(Cause::Client, None);
+                    self.begin_end(Cause::Client);
                 }
             }
             Io::Error => self.fail_client(),
@@ -373,7 +376,7 @@ impl Relay {
                 self.target_done = true;
                 self.begin_close(Cause::TargetEof, Some(CLOSE_NORMAL));
             }
-            Io::Error => self.fail_target(Note::TargetReadFailed),
+            Io::Error => self.fail_target(Note::TargetReadFailed, Cause::TargetError),
         }
     }
 
@@ -404,7 +407,7 @@ impl Relay {
                 self.active_at = now;
             }
             Io::Done(_) | Io::Again => self.blocked.target_write = true,
-            Io::Eof | Io::Error => self.fail_target(Note::TargetSendFailed),
+            Io::Eof | Io::Error => self.fail_target(Note::TargetSendFailed, Cause::TargetError),
         }
     }
 
@@ -613,36 +616,45 @@ impl Relay {
         self.close_sent || self.close.is_some() || self.out.as_ref().is_some_and(|o| o.is_close)
     }
 
-    fn begin_end(&mut self, cause: Cause, code: Option<u16>) {
-        self.cause.get_or_insert((cause, code));
+    fn begin_end(&mut self, cause: Cause) {
+        self.cause.get_or_insert(cause);
     }
 
     /// Queues our close frame (`None`: an empty body, to echo one) unless one is on its way.
     fn begin_close(&mut self, cause: Cause, code: Option<u16>) {
+        self.begin_end(cause);
         if self.closing() {
             return;
         }
-        self.begin_end(cause, code);
+        self.code = code;
         self.close = Some(codec::close(code));
         self.pong = None;
         self.ping = None;
     }
 
     fn fail_client(&mut self) {
-        self.begin_end(Cause::Client, None);
+        self.begin_end(Cause::Client);
         self.end_now(Close::Drop { timed_out: false });
     }
 
-    fn fail_target(&mut self, note: Note) {
+    fn fail_target(&mut self, note: Note, cause: Cause) {
         self.note = Some(note);
         self.target_failed = true;
         self.target_done = true;
-        self.begin_close(Cause::TargetError, Some(CLOSE_INTERNAL_ERROR));
+        self.begin_close(cause, Some(CLOSE_INTERNAL_ERROR));
+    }
+
+    fn end(&self, close: Close) -> End {
+        End {
+            cause: self.cause.unwrap_or(Cause::Client),
+            code: self.code,
+            close,
+        }
     }
 
     fn end_now(&mut self, close: Close) {
-        let (cause, code) = self.cause.unwrap_or((Cause::Client, None));
-        self.ended.get_or_insert(End { cause, code, close });
+        let end = self.end(close);
+        self.ended.get_or_insert(end);
     }
 
     /// Ends after our close frame went out, or when the client left without one; client
@@ -654,13 +666,8 @@ impl Relay {
         if !(up_flushed && control_flushed && (self.close_sent || left)) {
             return None;
         }
-        let (cause, code) = self.cause.unwrap_or((Cause::Client, None));
         let linger = !self.client_sent_close;
-        Some(End {
-            cause,
-            code,
-            close: Close::Clean { linger },
-        })
+        Some(self.end(Close::Clean { linger }))
     }
 
     /// Acts on every deadline that has passed.
@@ -669,19 +676,18 @@ impl Relay {
             |at: Option<Msec>, after: Msec| at.is_some_and(|t| now >= t.saturating_add(after));
         if due(self.client_stall, self.cfg.send_timeout) {
             self.note = Some(Note::ClientTimedOut);
-            self.begin_end(Cause::SendTimeout, None);
+            self.begin_end(Cause::SendTimeout);
             self.end_now(Close::Drop { timed_out: true });
             return;
         }
         if due(self.target_stall, self.cfg.send_timeout) {
             self.target_stall = None;
-            self.fail_target(Note::TargetSendTimedOut);
-            self.begin_end(Cause::SendTimeout, Some(CLOSE_INTERNAL_ERROR));
+            self.fail_target(Note::TargetSendTimedOut, Cause::SendTimeout);
             return;
         }
         if due(Some(self.active_at), self.cfg.read_timeout) {
             if self.closing() {
-                self.note = Some(Note::CloseUndelivered);
+                self.note = Some(Note::ClosingTimedOut);
                 self.end_now(Close::Drop { timed_out: false });
                 return;
             }
