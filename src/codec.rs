@@ -196,9 +196,16 @@ pub struct Decoder {
     ctrl: Control,
     b64: Base64State,
     dead: Option<ProtocolError>,
+    /// Frames whose header was accepted.
+    frames: u64,
 }
 
 impl Decoder {
+    /// Frames (data and control) whose header was accepted so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
     pub fn new(mode: Mode) -> Self {
         Self {
             mode,
@@ -217,6 +224,7 @@ impl Decoder {
             },
             b64: Base64State::default(),
             dead: None,
+            frames: 0,
         }
     }
 
@@ -342,6 +350,7 @@ impl Decoder {
             self.ctrl.len = 0;
         }
         self.hdr_len = 0;
+        self.frames += 1;
         self.in_payload = true;
         self.fin = fin;
         self.opcode = opcode;
@@ -536,12 +545,17 @@ pub fn ping() -> ControlFrame {
     ControlFrame::new(OP_PING, b"websockify")
 }
 
-/// Close frame with `code`, or an empty body for None.
-pub fn close(code: Option<u16>) -> ControlFrame {
-    match code {
-        Some(c) => ControlFrame::new(OP_CLOSE, &c.to_be_bytes()),
-        None => ControlFrame::new(OP_CLOSE, &[]),
-    }
+/// Close frame with `code` and a short UTF-8 `reason` (at most 123 bytes kept), or an
+/// empty body for None.
+pub fn close(code: Option<u16>, reason: &str) -> ControlFrame {
+    let Some(code) = code else {
+        return ControlFrame::new(OP_CLOSE, &[]);
+    };
+    let mut body = [0u8; 125];
+    body[..2].copy_from_slice(&code.to_be_bytes());
+    let reason = reason.as_bytes().get(..123).unwrap_or(reason.as_bytes());
+    body[2..2 + reason.len()].copy_from_slice(reason);
+    ControlFrame::new(OP_CLOSE, &body[..2 + reason.len()])
 }
 
 /// Target->client framing inside one buffer.
@@ -807,8 +821,15 @@ mod tests {
     fn control_frames() {
         assert_eq!(pong(b"hi").bytes(), [0x8a, 2, b'h', b'i']);
         assert_eq!(pong(&[7; 200]).bytes().len(), 127);
-        assert_eq!(close(None).bytes(), [0x88, 0]);
-        assert_eq!(close(Some(1001)).bytes(), [0x88, 2, 0x03, 0xe9]);
+        assert_eq!(close(None, "").bytes(), [0x88, 0]);
+        assert_eq!(close(Some(1001), "").bytes(), [0x88, 2, 0x03, 0xe9]);
+        assert_eq!(
+            close(Some(4000), "revoked").bytes(),
+            b"\x88\x09\x0f\xa0revoked"
+        );
+        let long = close(Some(1000), &"x".repeat(200));
+        assert_eq!(long.bytes().len(), 127, "the body is capped at 125 bytes");
+        assert_eq!(long.bytes()[1], 125);
     }
 
     #[test]

@@ -138,8 +138,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(op, codec::OP_PONG);
     assert_eq!(body, &input[..input.len().min(125)]);
     let code = u16::from_le_bytes([*c0, *c1]);
-    let close = codec::close(Some(code));
+    let close = codec::close(Some(code), "");
     assert_eq!(parse(close.bytes()).2, code.to_be_bytes());
-    assert_eq!(codec::close(None).bytes(), [0x88, 0]);
+    assert_eq!(codec::close(None, "").bytes(), [0x88, 0]);
     let _ = Event::Pong;
 });

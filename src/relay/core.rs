@@ -24,6 +24,10 @@ pub type Msec = u64;
 pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
+/// The server ended the session (`DELETE` on the status location), reason "revoked".
+pub const CLOSE_REVOKED: u16 = 4000;
+/// `websockify_session_timeout` passed, reason "expired".
+pub const CLOSE_EXPIRED: u16 = 4001;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
@@ -35,6 +39,8 @@ pub struct Config {
     pub send_timeout: Msec,
     /// Heartbeat pings to the client; 0 = off.
     pub ping_interval: Msec,
+    /// The session ends this long after the 101 (`websockify_session_timeout`).
+    pub lifetime: Option<Msec>,
 }
 
 /// Whether each socket may be read or written now (nginx's `ev->ready`). A stale `true`
@@ -99,6 +105,8 @@ pub enum Note {
     ClosingTimedOut,
     Protocol(ProtocolError),
     GoingAway,
+    Expired(Msec),
+    Revoked,
 }
 
 impl Note {
@@ -130,6 +138,11 @@ impl fmt::Display for Note {
             Self::ClosingTimedOut => write!(f, "timed out while closing"),
             Self::Protocol(e) => write!(f, "closing with {}: {e}", e.close_code()),
             Self::GoingAway => write!(f, "session ended by nginx, closing with {CLOSE_GOING_AWAY}"),
+            Self::Expired(ms) => write!(
+                f,
+                "session lifetime of {ms} ms reached, closing with {CLOSE_EXPIRED}"
+            ),
+            Self::Revoked => write!(f, "session revoked, closing with {CLOSE_REVOKED}"),
         }
     }
 }
@@ -146,6 +159,38 @@ pub enum Cause {
     ProtocolError,
     /// nginx ended the session (worker shutdown).
     Shutdown,
+    /// `websockify_session_timeout`.
+    Lifetime,
+    /// Ended from the server through the status location.
+    Revoked,
+}
+
+impl Cause {
+    /// The word `$websockify_close_cause` and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::TargetEof => "target_eof",
+            Self::TargetError => "target_error",
+            Self::Idle => "idle",
+            Self::SendTimeout => "send_timeout",
+            Self::ProtocolError => "protocol_error",
+            Self::Shutdown => "shutdown",
+            Self::Lifetime => "lifetime",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// What a session moved so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Payload bytes from the client written to the target.
+    pub from_client: u64,
+    /// Payload bytes from the target framed for the client.
+    pub to_client: u64,
+    /// Frames the client sent (data and control).
+    pub frames_from_client: u64,
 }
 
 /// How the client connection goes.
@@ -240,6 +285,9 @@ pub struct Relay {
     /// When writes to a side started waiting without progress.
     client_stall: Option<Msec>,
     target_stall: Option<Msec>,
+    expires: Option<Msec>,
+    revoked: bool,
+    stats: Stats,
 }
 
 impl Relay {
@@ -274,7 +322,23 @@ impl Relay {
             next_ping: (cfg.ping_interval > 0).then(|| now.saturating_add(cfg.ping_interval)),
             client_stall: None,
             target_stall: None,
+            expires: cfg.lifetime.map(|ms| now.saturating_add(ms)),
+            revoked: false,
+            stats: Stats::default(),
         }
+    }
+
+    /// What the session moved so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            frames_from_client: self.decoder.frames(),
+            ..self.stats
+        }
+    }
+
+    /// The session is to end from the server side; the next `poll` starts the close.
+    pub fn revoke(&mut self) {
+        self.revoked = true;
     }
 
     /// Frames the client sent right behind its handshake.
@@ -360,11 +424,13 @@ impl Relay {
                 let size = self.cfg.buffer_size;
                 match kind {
                     TargetRead::Fresh => {
+                        self.stats.to_client += n as u64;
                         let frame = self.framer.frame(self.down.mem(size), n);
                         self.down.pos = frame.start;
                         self.down.last = frame.end;
                     }
                     TargetRead::Behind => {
+                        self.stats.to_client += n as u64;
                         let last = self.down.last;
                         self.down.last = self.framer.frame_tail(self.down.mem(size), last, n);
                     }
@@ -402,7 +468,9 @@ impl Relay {
     pub fn target_sent(&mut self, io: Io, now: Msec) {
         match io {
             Io::Done(n) if n > 0 => {
-                self.up.pos = self.up.pos.saturating_add(n).min(self.up.last);
+                let n = n.min(self.up.last - self.up.pos);
+                self.up.pos += n;
+                self.stats.from_client += n as u64;
                 self.target_stall = None;
                 self.active_at = now;
             }
@@ -627,7 +695,12 @@ impl Relay {
             return;
         }
         self.code = code;
-        self.close = Some(codec::close(code));
+        let reason = match cause {
+            Cause::Revoked => "revoked",
+            Cause::Lifetime => "expired",
+            _ => "",
+        };
+        self.close = Some(codec::close(code, reason));
         self.pong = None;
         self.ping = None;
     }
@@ -685,6 +758,16 @@ impl Relay {
             self.fail_target(Note::TargetSendTimedOut, Cause::SendTimeout);
             return;
         }
+        if self.revoked && !self.closing() {
+            self.note = Some(Note::Revoked);
+            self.stop(Cause::Revoked, CLOSE_REVOKED, now);
+            return;
+        }
+        if due(self.expires, 0) && !self.closing() {
+            self.note = Some(Note::Expired(self.cfg.lifetime.unwrap_or_default()));
+            self.stop(Cause::Lifetime, CLOSE_EXPIRED, now);
+            return;
+        }
         if due(Some(self.active_at), self.cfg.read_timeout) {
             if self.closing() {
                 self.note = Some(Note::ClosingTimedOut);
@@ -692,11 +775,7 @@ impl Relay {
                 return;
             }
             self.note = Some(Note::Idle(self.cfg.read_timeout));
-            self.client_done = true;
-            self.target_done = true;
-            self.begin_close(Cause::Idle, Some(CLOSE_GOING_AWAY));
-            // A whole idle period more to deliver the close frame.
-            self.active_at = now;
+            self.stop(Cause::Idle, CLOSE_GOING_AWAY, now);
             return;
         }
         if let Some(at) = self.next_ping.filter(|&at| now >= at) {
@@ -706,6 +785,15 @@ impl Relay {
             let next = at.saturating_add(self.cfg.ping_interval);
             self.next_ping = Some(next.max(now.saturating_add(1)));
         }
+    }
+
+    /// Ends a session from our side: nothing more is read, our close goes out at the next
+    /// frame boundary, and it has a whole idle period to get there.
+    fn stop(&mut self, cause: Cause, code: u16, now: Msec) {
+        self.client_done = true;
+        self.target_done = true;
+        self.begin_close(cause, Some(code));
+        self.active_at = now;
     }
 
     /// Nothing can move: the stall clocks start, and the earliest deadline is returned.
@@ -719,6 +807,7 @@ impl Relay {
         [
             Some(self.active_at.saturating_add(self.cfg.read_timeout)),
             self.next_ping,
+            self.expires.filter(|_| !self.closing()),
             self.client_stall.map(|t| t.saturating_add(send)),
             self.target_stall.map(|t| t.saturating_add(send)),
         ]

@@ -107,6 +107,7 @@ pub unsafe fn start(s: &mut Session) {
         read_timeout: conf.read_timeout as Msec,
         send_timeout: conf.send_timeout as Msec,
         ping_interval: conf.ping_interval as Msec,
+        lifetime: None,
     };
     let mut relay = Relay::new(cfg, s.accept.mode, header_queued(r), now());
     // Frames the client sent right behind its handshake are already in header_in.

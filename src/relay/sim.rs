@@ -25,8 +25,8 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use super::core::{
-    Action, Cause, Close, Config, End, Io, Msec, Note, Ready, Relay, CLOSE_GOING_AWAY,
-    CLOSE_INTERNAL_ERROR, CLOSE_NORMAL,
+    Action, Cause, Close, Config, End, Io, Msec, Note, Ready, Relay, CLOSE_EXPIRED,
+    CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_REVOKED,
 };
 use crate::codec::{Mode, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
 
@@ -193,8 +193,9 @@ struct Client {
     inbox: Vec<u8>,
     got: Vec<u8>,
     got_close: Option<Option<u16>>,
-    /// Server frames parsed.
+    /// Server frames parsed, and frames this client wrote.
     frames: usize,
+    frames_sent: u64,
     pings_sent: Vec<Vec<u8>>,
     pongs_matched: usize,
     awaiting_pong: Option<Vec<u8>>,
@@ -262,10 +263,15 @@ struct World<'a> {
     client_retry: Retry,
     target_retry: Retry,
     bound: usize,
+    /// When the server revokes the session, if it does.
+    revoke_at: Option<Msec>,
+    revoked: bool,
     /// Every action goes to the log (SIM_TRACE=1 when replaying a seed).
     trace: bool,
     /// The relay gave up on the target (reset, or a send timeout).
     target_fault: bool,
+    /// When the relay said the lifetime was over.
+    expired_at: Option<Msec>,
     log: String,
     steps: u64,
     end: Option<End>,
@@ -302,6 +308,7 @@ impl<'a> World<'a> {
             } else {
                 dice.range(200, 20_000)
             },
+            lifetime: dice.percent(15).then(|| dice.range(1, 90_000)),
         };
         let header = dice.percent(50);
         let client = Client::new(&mut dice, mode, cfg.ping_interval > 0);
@@ -339,8 +346,11 @@ impl<'a> World<'a> {
             client_retry: Retry::default(),
             target_retry: Retry::default(),
             bound: 0,
+            revoke_at: None,
+            revoked: false,
             trace: std::env::var_os("SIM_TRACE").is_some(),
             target_fault: false,
+            expired_at: None,
             log,
             steps: 0,
             end: None,
@@ -350,6 +360,9 @@ impl<'a> World<'a> {
     fn play(&mut self) -> Result<Report, String> {
         // Pipelined frames: what the client wrote right behind its handshake.
         self.bound = self.cfg.buffer_size;
+        if self.dice.percent(10) {
+            self.revoke_at = Some(self.dice.range(0, 60_000));
+        }
         if self.dice.percent(20) {
             self.client.produce(&mut self.dice);
             let n = self.client.out.len().min(self.dice.range(0, 4000) as usize);
@@ -411,6 +424,12 @@ impl<'a> World<'a> {
                 self.advance(dt);
             }
             _ => self.fire_timer(),
+        }
+        if !self.revoked && self.revoke_at.is_some_and(|at| self.clock.now >= at) {
+            self.revoked = true;
+            self.note(format_args!("revoke"));
+            self.relay.revoke();
+            self.run_relay()?;
         }
         if self.dice.percent(85) || draining {
             self.run_relay()?;
@@ -530,6 +549,9 @@ impl<'a> World<'a> {
             match action {
                 Action::Log(note) => {
                     self.note(format_args!("log: {note}"));
+                    if let Note::Expired(_) = note {
+                        self.expired_at = Some(now);
+                    }
                     check_note(note, &self.clock, &self.cfg)?;
                     self.target_fault |= matches!(
                         note,
@@ -727,7 +749,47 @@ impl<'a> World<'a> {
             }
             Cause::SendTimeout => {}
             Cause::Shutdown => return Err("shutdown without nginx ending the session".into()),
+            Cause::Lifetime => {
+                let lifetime = self.cfg.lifetime.unwrap_or(Msec::MAX);
+                ensure!(
+                    self.expired_at >= Some(lifetime),
+                    "lifetime end before {lifetime} ms"
+                );
+                ensure!(
+                    end.code == Some(CLOSE_EXPIRED),
+                    "lifetime end with {:?}",
+                    end.code
+                );
+            }
+            Cause::Revoked => {
+                ensure!(self.revoked, "revoked end without a revoke");
+                ensure!(
+                    end.code == Some(CLOSE_REVOKED),
+                    "revoked end with {:?}",
+                    end.code
+                );
+            }
         }
+        let stats = self.relay.stats();
+        let up = t.got.len() as u64;
+        ensure!(
+            stats.from_client == up || t.reset && stats.from_client >= up,
+            "from_client {} but the target got {up}",
+            stats.from_client
+        );
+        let down = c.got.len() as u64;
+        let delivered = clean && c.got_close.is_some() && !c.reset;
+        ensure!(
+            stats.to_client == down || !delivered && stats.to_client >= down,
+            "to_client {} but the client got {down} payload bytes",
+            stats.to_client
+        );
+        ensure!(
+            stats.frames_from_client <= c.frames_sent,
+            "{} frames counted, the client sent {}",
+            stats.frames_from_client,
+            c.frames_sent
+        );
         ensure!(
             c.pongs_matched <= c.pings_sent.len(),
             "more pongs than pings"
@@ -873,6 +935,7 @@ impl Client {
             got: Vec::new(),
             got_close: None,
             frames: 0,
+            frames_sent: 0,
             pings_sent: Vec::new(),
             pongs_matched: 0,
             awaiting_pong: None,
@@ -967,6 +1030,7 @@ impl Client {
         payload: &[u8],
         masked: bool,
     ) {
+        self.frames_sent += 1;
         self.out.push_back(u8::from(fin) << 7 | rsv | opcode);
         let m = if masked { 0x80 } else { 0 };
         // Data frames now and then with a longer length encoding than needed (tolerated);
@@ -1070,7 +1134,16 @@ impl Client {
                 (OP_CLOSE, _) => {
                     let code = match payload.as_slice() {
                         [] => None,
-                        [hi, lo] => Some(u16::from_be_bytes([*hi, *lo])),
+                        [hi, lo, reason @ ..] => {
+                            let code = u16::from_be_bytes([*hi, *lo]);
+                            let want: &[u8] = match code {
+                                CLOSE_REVOKED => b"revoked",
+                                CLOSE_EXPIRED => b"expired",
+                                _ => b"",
+                            };
+                            ensure!(reason == want, "close {code} with reason {reason:?}");
+                            Some(code)
+                        }
                         other => return Err(format!("server close body {other:?}")),
                     };
                     self.got_close = Some(code);
