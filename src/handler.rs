@@ -52,6 +52,10 @@ pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(s) = Session::create(r, conf, accept) else {
         return NGX_ERROR;
     };
+    // The session's reference (ngx_http_read_client_request_body() takes it for the
+    // upstream module): whatever begin() ends synchronously (a failure, a cached resolver
+    // answer) finalizes the request while this reference keeps it alive, and NGX_DONE
+    // drops it in the content phase. Nothing here touches the request after begin().
     (*(*r).main).set_count((*(*r).main).count() + 1);
     target::begin(&mut *s);
     NGX_DONE

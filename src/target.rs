@@ -211,6 +211,8 @@ unsafe fn resolve(s: &mut Session, u: &ngx_url_t, shown: &str) -> Result<bool, n
     (*ctx).timeout = (*clcf).resolver_timeout;
     s.port = u.port;
     s.resolving = ctx;
+    // A cached answer runs resolved() inside this call: the session may have started or
+    // ended on return (the content handler's reference keeps the request alive).
     if ngx_resolve_name(ctx) != NGX_OK {
         s.resolving = ptr::null_mut();
         return Err(HTTP_BAD_GATEWAY);
@@ -221,6 +223,10 @@ unsafe fn resolve(s: &mut Session, u: &ngx_url_t, shown: &str) -> Result<bool, n
 unsafe extern "C" fn resolved(ctx: *mut ngx_resolver_ctx_t) {
     let s = &mut *((*ctx).data as *mut Session);
     let c = (*s.r).connection;
+    // Called from ngx_resolve_name() itself for a cached answer (async unset): the content
+    // handler is still on the stack and holds the request; running posted requests here
+    // could free it under that handler (ngx_http_upstream_resolve_handler does the same).
+    let run_posted = (*ctx).async_() != 0;
     let rc = use_resolved(s, ctx);
     s.resolving = ptr::null_mut();
     ngx_resolve_name_done(ctx);
@@ -228,7 +234,9 @@ unsafe extern "C" fn resolved(ctx: *mut ngx_resolver_ctx_t) {
         Ok(()) => connect(s),
         Err(status) => relay::fail(s, status),
     }
-    ngx_http_run_posted_requests(c);
+    if run_posted {
+        ngx_http_run_posted_requests(c);
+    }
 }
 
 unsafe fn use_resolved(s: &mut Session, ctx: *mut ngx_resolver_ctx_t) -> Result<(), ngx_int_t> {
