@@ -2,7 +2,8 @@
 //! configured ones (addresses, host names, `upstream {}` groups) through the upstream
 //! module and its balancers; per-request ones from an address or a name resolved with
 //! nginx's `resolver`, after the `websockify_allow` check. Peers are tried in turn until
-//! one connects.
+//! one connects. Meanwhile the client is watched, as `ngx_http_upstream_module` does: a
+//! client that leaves ends the request with 499 at once.
 
 use core::ffi::c_void;
 use core::{mem, ptr};
@@ -11,26 +12,28 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use ngx::ffi::{
     getsockopt, ngx_add_timer, ngx_array_create, ngx_array_push, ngx_close_connection,
     ngx_connection_t, ngx_current_msec, ngx_del_timer, ngx_event_connect_peer, ngx_event_t,
-    ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module, ngx_http_request_t,
-    ngx_http_run_posted_requests, ngx_http_upstream_create,
+    ngx_http_block_reading, ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module,
+    ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_upstream_create,
     ngx_http_upstream_create_round_robin_peer, ngx_http_upstream_main_conf_t,
     ngx_http_upstream_module, ngx_http_upstream_resolved_t, ngx_http_upstream_srv_conf_t,
     ngx_http_upstream_state_t, ngx_int_t, ngx_parse_url, ngx_pcalloc, ngx_resolve_name,
     ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t, ngx_resolver_ctx_t,
-    ngx_resolver_strerror, ngx_str_t, ngx_url_t, sockaddr, sockaddr_in, sockaddr_in6, sockaddr_un,
-    socklen_t, AF_INET, AF_INET6, AF_UNIX, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_PEER_FAILED,
-    SOL_SOCKET, SO_ERROR,
+    ngx_resolver_strerror, ngx_socket_errno, ngx_str_t, ngx_url_t, recv, sockaddr, sockaddr_in,
+    sockaddr_in6, sockaddr_un, socklen_t, AF_INET, AF_INET6, AF_UNIX, MSG_PEEK, NGX_EAGAIN,
+    NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO, NGX_PEER_FAILED, SOL_SOCKET, SO_ERROR,
 };
 use ngx::ngx_log_error;
 
 use crate::allow::{self, Peer};
 use crate::config::{cstr, LocConf, Target, DEFAULT_PORT};
+use crate::module::ngx_http_websockify_module;
 use crate::relay::{self, Session};
 
 const NGX_OK: ngx_int_t = 0;
 const NGX_AGAIN: ngx_int_t = -2;
 const NGX_BUSY: ngx_int_t = -3;
 pub const HTTP_FORBIDDEN: ngx_int_t = 403;
+const HTTP_CLIENT_CLOSED_REQUEST: ngx_int_t = 499;
 pub const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
 pub const HTTP_BAD_GATEWAY: ngx_int_t = 502;
 pub const HTTP_GATEWAY_TIMEOUT: ngx_int_t = 504;
@@ -43,6 +46,10 @@ pub unsafe fn begin(s: &mut Session) {
         relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
+    // The client's read event stays registered from reading the request (with
+    // EPOLLRDHUP / EV_EOF): it reports a client that leaves; relay::start replaces these.
+    (*r).read_event_handler = Some(check_client_read);
+    (*r).write_event_handler = Some(check_client_write);
     let conf = &*s.conf;
     let rc = match conf.target.as_ref() {
         Some(Target::Static(uscf)) => init_group(r, *uscf),
@@ -360,6 +367,22 @@ pub unsafe fn connect(s: &mut Session) {
     }
 }
 
+/// Closes the peer connection, if any, and gives the peer back to the balancer without
+/// blaming it.
+unsafe fn release_peer(s: &mut Session) {
+    let pc = s.peer();
+    if !(*pc).connection.is_null() {
+        ngx_close_connection((*pc).connection);
+        (*pc).connection = ptr::null_mut();
+    }
+    if !(*pc).sockaddr.is_null() {
+        if let Some(free) = (*pc).free {
+            free(pc, (*pc).data, 0);
+        }
+        (*pc).sockaddr = ptr::null_mut();
+    }
+}
+
 unsafe extern "C" fn connect_handler(ev: *mut ngx_event_t) {
     let c = (*ev).data as *mut ngx_connection_t;
     let s = &mut *((*c).data as *mut Session);
@@ -373,10 +396,7 @@ unsafe fn connect_event(s: &mut Session, ev: *mut ngx_event_t, c: *mut ngx_conne
     let more = if (*ev).timedout() != 0 {
         failed(s, "connection timed out", HTTP_GATEWAY_TIMEOUT)
     } else if let Some(err) = socket_error(c) {
-        let why = std::io::Error::from_raw_os_error(err).to_string();
-        // "Connection refused (os error 111)" -> "(111: Connection refused)", nginx's way.
-        let text = why.split(" (os error").next().unwrap_or_default();
-        failed(s, &format!("({err}: {text})"), HTTP_BAD_GATEWAY)
+        failed(s, &os_error(err), HTTP_BAD_GATEWAY)
     } else {
         if (*(*c).write).timer_set() != 0 {
             ngx_del_timer((*c).write);
@@ -387,6 +407,13 @@ unsafe fn connect_event(s: &mut Session, ev: *mut ngx_event_t, c: *mut ngx_conne
     if more {
         connect(s);
     }
+}
+
+/// "(111: Connection refused)", the way nginx shows an errno.
+fn os_error(err: i32) -> String {
+    let why = std::io::Error::from_raw_os_error(err).to_string();
+    let text = why.split(" (os error").next().unwrap_or_default();
+    format!("({err}: {text})")
 }
 
 /// SO_ERROR of a socket whose non-blocking connect() finished.
@@ -431,6 +458,7 @@ unsafe fn failed(s: &mut Session, why: &str, status: ngx_int_t) -> bool {
     if let Some(free) = (*pc).free {
         free(pc, (*pc).data, NGX_PEER_FAILED as usize);
     }
+    (*pc).sockaddr = ptr::null_mut();
     if (*pc).tries == 0 {
         relay::fail(s, status);
         return false;
@@ -474,4 +502,104 @@ unsafe fn current_state(s: &mut Session) -> Option<&mut ngx_http_upstream_state_
     let states = (*s.r).upstream_states.as_ref()?;
     let n = states.nelts.checked_sub(1)?;
     Some(&mut *(states.elts as *mut ngx_http_upstream_state_t).add(n))
+}
+
+unsafe extern "C" fn check_client_read(r: *mut ngx_http_request_t) {
+    check_client(r, (*(*r).connection).read);
+}
+
+unsafe extern "C" fn check_client_write(r: *mut ngx_http_request_t) {
+    check_client(r, (*(*r).connection).write);
+}
+
+/// While the target is resolved or connected: a client that left ends the request with
+/// 499 at once (ngx_http_upstream_check_broken_connection). HTTP/2 and HTTP/3 need no
+/// case here: a WebSocket handshake is HTTP/1.1 only.
+unsafe fn check_client(r: *mut ngx_http_request_t, ev: *mut ngx_event_t) {
+    let Some(s) = (*(*r).ctx.add(ngx_http_websockify_module.ctx_index) as *mut Session).as_mut()
+    else {
+        return;
+    };
+    let c = (*r).connection;
+    if (*c).error() != 0 {
+        // Whoever set it has logged why.
+        client_gone(s);
+        return;
+    }
+    // kqueue and epoll with EPOLLRDHUP report the peer's close with the event.
+    #[cfg(ngx_feature = "have_kqueue")]
+    if ngx::ffi::ngx_event_flags & ngx::ffi::NGX_USE_KQUEUE_EVENT as usize != 0 {
+        if (*ev).pending_eof() == 0 {
+            return;
+        }
+        (*ev).set_eof(1);
+        (*c).set_error(1);
+        let err = (*ev).kq_errno;
+        if err != 0 {
+            (*ev).set_error(1);
+        }
+        log_gone(c, "kevent() reported that ", (err != 0).then_some(err));
+        client_gone(s);
+        return;
+    }
+    #[cfg(ngx_feature = "have_epollrdhup")]
+    if ngx::ffi::ngx_event_flags & ngx::ffi::NGX_USE_EPOLL_EVENT as usize != 0
+        && ngx::ffi::ngx_use_epoll_rdhup != 0
+    {
+        if (*ev).pending_eof() == 0 {
+            return;
+        }
+        (*ev).set_eof(1);
+        (*c).set_error(1);
+        let err = socket_error(c);
+        if err.is_some() {
+            (*ev).set_error(1);
+        }
+        log_gone(c, "epoll_wait() reported that ", err);
+        client_gone(s);
+        return;
+    }
+    let mut byte = 0u8;
+    let n = recv((*c).fd, ptr::from_mut(&mut byte).cast(), 1, MSG_PEEK as i32);
+    let err = ngx_socket_errno();
+    let again = n == -1 && err == NGX_EAGAIN as i32;
+    if (*ev).write() != 0 && (n >= 0 || again) {
+        return;
+    }
+    if n > 0 || again {
+        // Still there. Level-triggered events would report pending bytes again and again:
+        // stop reading until the relay starts.
+        ngx_http_block_reading(r);
+        return;
+    }
+    let err = if n == -1 {
+        (*ev).set_error(1);
+        Some(err)
+    } else {
+        None
+    };
+    (*ev).set_eof(1);
+    (*c).set_error(1);
+    log_gone(c, "", err);
+    client_gone(s);
+}
+
+unsafe fn log_gone(c: *mut ngx_connection_t, via: &str, err: Option<i32>) {
+    let err = err.map(|e| format!(" {}", os_error(e))).unwrap_or_default();
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        (*c).log,
+        "websockify: {via}client prematurely closed connection{err}"
+    );
+}
+
+/// Ends the request with 499: the resolver context is released, the target connection
+/// closed and its peer given back to the balancer, unblamed.
+unsafe fn client_gone(s: &mut Session) {
+    if !s.resolving.is_null() {
+        ngx_resolve_name_done(s.resolving);
+        s.resolving = ptr::null_mut();
+    }
+    release_peer(s);
+    relay::fail(s, HTTP_CLIENT_CLOSED_REQUEST);
 }

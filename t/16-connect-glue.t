@@ -1,10 +1,15 @@
 # The connect phase as nginx's upstream module does it: a resolver answer from its cache
-# (the handler called inside ngx_resolve_name) that ends the request.
+# (the handler called inside ngx_resolve_name) that ends the request, a client that leaves
+# while the target is being resolved or connected (499 at once).
 use lib 't/lib';
 use Test::Nginx::Socket;
 use WsTest;
 use WsRecipes;
 { package WsTest::Run; WsRecipes->import; }
+
+our $LogFormat = <<'_EOC_';
+    log_format ws '$request_uri|$status|$upstream_addr|$upstream_status|$request_time';
+_EOC_
 
 run_tests();
 Test::More::done_testing();
@@ -44,3 +49,66 @@ is scalar(() = $log =~ /websockify: target "vnc\.test:\d+" is not allowed/g), 3,
 [alert]
 [crit]
 request count is zero
+
+
+
+=== TEST 2: client leaves while the target is being connected: 499 at once
+--- http_config eval
+$::LogFormat
+--- config
+    access_log logs/ws.log ws;
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_connect_timeout 8s;
+    }
+--- ws_test
+my $port = rand_port(1);
+my $t = mock_target(port => $port, backlog => 1, no_accept => 1);
+my $fill = fill_backlog($port);
+my $c = WsTest::Client->new(WsTest::_connect_sock());
+$c->send(ws_request());
+sleep 1;
+my $t0 = time;
+$c->close;
+ok wait_until(sub { access_log_text('ws.log') =~ m{^/ws}m }, 6), "$T: access log line written";
+my $dt = time - $t0;
+ok $dt < 3, "$T: the request ended soon after the client left (${dt}s, connect timeout 8s)";
+like access_log_text('ws.log'), qr{^/ws\|499\|127\.0\.0\.1:$port\|}m, "$T: logged with 499";
+my $log = error_log_text();
+like $log, qr/\[info\].*client prematurely closed connection/, "$T: info line";
+unlike $log, qr/timed out/, "$T: no connect timeout";
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 3: client leaves while the target's name is being resolved: 499 at once
+--- http_config eval
+$::LogFormat
+--- config
+    access_log logs/ws.log ws;
+    resolver 127.0.0.1:$TEST_NGINX_RAND_PORT_9 ipv6=off;
+    resolver_timeout 8s;
+    location /ws {
+        set $vnc_host slow.test;
+        websockify_pass $vnc_host:$TEST_NGINX_RAND_PORT_1;
+        websockify_allow slow.test;
+    }
+--- ws_test
+# a DNS server that never answers
+my $dns = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => rand_port(9),
+    Proto => 'udp') or die "udp: $!";
+my $c = WsTest::Client->new(WsTest::_connect_sock());
+$c->send(ws_request());
+sleep 1;
+my $t0 = time;
+$c->close;
+ok wait_until(sub { access_log_text('ws.log') =~ m{^/ws}m }, 6), "$T: access log line written";
+my $dt = time - $t0;
+ok $dt < 3, "$T: the request ended soon after the client left (${dt}s, resolver timeout 8s)";
+like access_log_text('ws.log'), qr{^/ws\|499\|}m, "$T: logged with 499";
+like error_log_text(), qr/\[info\].*client prematurely closed connection/, "$T: info line";
+--- no_error_log
+[error]
+[alert]
