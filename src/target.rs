@@ -11,16 +11,17 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use ngx::ffi::{
     getsockopt, ngx_add_timer, ngx_array_create, ngx_array_push, ngx_close_connection,
-    ngx_connection_t, ngx_current_msec, ngx_del_timer, ngx_event_connect_peer, ngx_event_t,
-    ngx_http_block_reading, ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module,
-    ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_upstream_create,
-    ngx_http_upstream_create_round_robin_peer, ngx_http_upstream_main_conf_t,
-    ngx_http_upstream_module, ngx_http_upstream_resolved_t, ngx_http_upstream_srv_conf_t,
-    ngx_http_upstream_state_t, ngx_int_t, ngx_parse_url, ngx_pcalloc, ngx_resolve_name,
-    ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t, ngx_resolver_ctx_t,
-    ngx_resolver_strerror, ngx_socket_errno, ngx_str_t, ngx_url_t, recv, sockaddr, sockaddr_in,
-    sockaddr_in6, sockaddr_un, socklen_t, AF_INET, AF_INET6, AF_UNIX, MSG_PEEK, NGX_EAGAIN,
-    NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO, NGX_PEER_FAILED, SOL_SOCKET, SO_ERROR,
+    ngx_connection_t, ngx_current_msec, ngx_del_timer, ngx_destroy_pool, ngx_event_connect_peer,
+    ngx_event_t, ngx_http_block_reading, ngx_http_complex_value, ngx_http_core_loc_conf_t,
+    ngx_http_core_module, ngx_http_request_t, ngx_http_run_posted_requests,
+    ngx_http_upstream_create, ngx_http_upstream_create_round_robin_peer,
+    ngx_http_upstream_main_conf_t, ngx_http_upstream_module, ngx_http_upstream_resolved_t,
+    ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t, ngx_int_t, ngx_parse_url, ngx_pcalloc,
+    ngx_pool_cleanup_add, ngx_pool_t, ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start,
+    ngx_resolver_addr_t, ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_socket_errno, ngx_str_t,
+    ngx_url_t, recv, sockaddr, sockaddr_in, sockaddr_in6, sockaddr_un, socklen_t, AF_INET,
+    AF_INET6, AF_UNIX, MSG_PEEK, NGX_EAGAIN, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_PEER_FAILED, SOL_SOCKET, SO_ERROR,
 };
 use ngx::ngx_log_error;
 
@@ -30,8 +31,11 @@ use crate::module::ngx_http_websockify_module;
 use crate::relay::{self, Session};
 
 const NGX_OK: ngx_int_t = 0;
+const NGX_ERROR: ngx_int_t = -1;
 const NGX_AGAIN: ngx_int_t = -2;
 const NGX_BUSY: ngx_int_t = -3;
+const NGX_DONE: ngx_int_t = -4;
+const NGX_DECLINED: ngx_int_t = -5;
 pub const HTTP_FORBIDDEN: ngx_int_t = 403;
 const HTTP_CLIENT_CLOSED_REQUEST: ngx_int_t = 499;
 pub const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
@@ -222,7 +226,7 @@ unsafe fn resolve(s: &mut Session, u: &ngx_url_t, shown: &str) -> Result<bool, n
     // ended on return (the content handler's reference keeps the request alive).
     if ngx_resolve_name(ctx) != NGX_OK {
         s.resolving = ptr::null_mut();
-        return Err(HTTP_BAD_GATEWAY);
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
     }
     Ok(false)
 }
@@ -327,7 +331,7 @@ unsafe fn peer_of<'a>(sa: *const sockaddr, len: socklen_t) -> Option<Peer<'a>> {
 }
 
 /// Connects to the next peer; when none is left the request ends with the last
-/// failure's status.
+/// failure's status. Results as in ngx_http_upstream_connect().
 pub unsafe fn connect(s: &mut Session) {
     let log = (*(*s.r).connection).log;
     (*log).action = c"connecting to websockify target".as_ptr() as *mut _;
@@ -336,19 +340,32 @@ pub unsafe fn connect(s: &mut Session) {
         (*pc).log = log;
         (*pc).start_time = ngx_current_msec;
         let rc = ngx_event_connect_peer(pc);
-        if rc == NGX_BUSY {
-            ngx_log_error!(NGX_LOG_ERR, log, "websockify: no live targets in the group");
-            relay::fail(s, HTTP_BAD_GATEWAY);
+        if rc == NGX_ERROR {
+            // A local failure (no free connection, no socket), logged by nginx: not the
+            // peer's fault, so it is not marked failed.
+            release_peer(s);
+            relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
         if push_state(s).is_err() {
+            release_peer(s);
             relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
         match rc {
-            NGX_OK => {
-                connected(s);
+            NGX_BUSY => {
+                ngx_log_error!(NGX_LOG_ERR, log, "websockify: no live upstreams");
+                if let Some(state) = current_state(s) {
+                    state.status = HTTP_BAD_GATEWAY as usize;
+                }
+                relay::fail(s, HTTP_BAD_GATEWAY);
                 return;
+            }
+            // connect() failed at once; nginx logged it naming the peer.
+            NGX_DECLINED => {
+                if !failed(s, None, HTTP_BAD_GATEWAY) {
+                    return;
+                }
             }
             NGX_AGAIN => {
                 let c = (*pc).connection;
@@ -358,13 +375,38 @@ pub unsafe fn connect(s: &mut Session) {
                 ngx_add_timer((*c).write, (*s.conf).connect_timeout);
                 return;
             }
+            // NGX_OK, or NGX_DONE: a connected one from the keepalive cache.
             _ => {
-                if !failed(s, "connection failed", HTTP_BAD_GATEWAY) {
+                if rc == NGX_DONE && adopt_pool(s).is_err() {
+                    release_peer(s);
+                    relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
                     return;
                 }
+                connected(s);
+                return;
             }
         }
     }
+}
+
+/// A cached connection brings the pool the upstream module made for it; nothing else
+/// destroys it once the relay closes the connection, so the request's pool does.
+unsafe fn adopt_pool(s: &mut Session) -> Result<(), ()> {
+    let pool = (*(*s.peer()).connection).pool;
+    if pool.is_null() {
+        return Ok(());
+    }
+    let cln = ngx_pool_cleanup_add((*s.r).pool, 0);
+    if cln.is_null() {
+        return Err(());
+    }
+    (*cln).handler = Some(destroy_pool);
+    (*cln).data = pool.cast();
+    Ok(())
+}
+
+unsafe extern "C" fn destroy_pool(data: *mut c_void) {
+    ngx_destroy_pool(data as *mut ngx_pool_t);
 }
 
 /// Closes the peer connection, if any, and gives the peer back to the balancer without
@@ -394,9 +436,9 @@ unsafe extern "C" fn connect_handler(ev: *mut ngx_event_t) {
 
 unsafe fn connect_event(s: &mut Session, ev: *mut ngx_event_t, c: *mut ngx_connection_t) {
     let more = if (*ev).timedout() != 0 {
-        failed(s, "connection timed out", HTTP_GATEWAY_TIMEOUT)
+        failed(s, Some("connection timed out"), HTTP_GATEWAY_TIMEOUT)
     } else if let Some(err) = socket_error(c) {
-        failed(s, &os_error(err), HTTP_BAD_GATEWAY)
+        failed(s, Some(&os_error(err)), HTTP_BAD_GATEWAY)
     } else {
         if (*(*c).write).timer_set() != 0 {
             ngx_del_timer((*c).write);
@@ -433,21 +475,23 @@ unsafe fn socket_error(c: *mut ngx_connection_t) -> Option<i32> {
     (err != 0).then_some(err)
 }
 
-/// Logs a failed attempt naming the target, tells the balancer, and says whether
-/// another peer may be tried; when not, the request has been ended.
-unsafe fn failed(s: &mut Session, why: &str, status: ngx_int_t) -> bool {
+/// Logs a failed attempt naming the target (unless nginx did), tells the balancer, and
+/// says whether another peer may be tried; when not, the request has been ended.
+unsafe fn failed(s: &mut Session, why: Option<&str>, status: ngx_int_t) -> bool {
     let pc = s.peer();
     let log = (*(*s.r).connection).log;
-    let name = (*pc)
-        .name
-        .as_ref()
-        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
-        .unwrap_or_default();
-    ngx_log_error!(
-        NGX_LOG_ERR,
-        log,
-        "websockify: cannot connect to target \"{name}\": {why}"
-    );
+    if let Some(why) = why {
+        let name = (*pc)
+            .name
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+            .unwrap_or_default();
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "websockify: cannot connect to target \"{name}\": {why}"
+        );
+    }
     if let Some(state) = current_state(s) {
         state.status = status as usize;
     }

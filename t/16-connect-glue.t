@@ -1,6 +1,8 @@
 # The connect phase as nginx's upstream module does it: a resolver answer from its cache
 # (the handler called inside ngx_resolve_name) that ends the request, a client that leaves
-# while the target is being resolved or connected (499 at once).
+# while the target is being resolved or connected (499 at once), the results of
+# ngx_event_connect_peer() (a keepalive-cached connection is a success, a connect() that
+# fails at once moves to the next server).
 use lib 't/lib';
 use Test::Nginx::Socket;
 use WsTest;
@@ -112,3 +114,64 @@ like error_log_text(), qr/\[info\].*client prematurely closed connection/, "$T: 
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 4: a keepalive-cached connection (NGX_DONE) is a connected target
+proxy_pass leaves an idle connection in the group's keepalive cache; the websockify
+request that follows gets it from the balancer.
+--- http_config
+    upstream vnc {
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        keepalive 4;
+    }
+--- config
+    location /p {
+        proxy_pass http://vnc;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+    }
+    location /ws { websockify_pass vnc; }
+--- ws_test
+my $t = mock_target(port => rand_port(1),
+    banner => "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nhi\n");
+my $p = http_raw("GET /p HTTP/1.0\r\nHost: localhost\r\n\r\n");
+is $p->{status}, 200, "$T: proxied request";
+is $t->connections, 1, "$T: one connection, now idle in the cache";
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101 over the cached connection";
+$c->send(ws_frame(payload => 'over keepalive'));
+ok wait_until(sub { $t->data =~ /over keepalive$/ }, 5),
+    "$T: the payload reached the target on that connection";
+is $t->connections, 1, "$T: no new connection";
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 5: a connect() that fails at once (NGX_DECLINED): next server, one log line
+nginx's ngx_event_connect_peer() logs that failure itself, naming the target.
+--- http_config eval
+$::LogFormat . <<'_EOC_';
+    upstream vnc {
+        server unix:$TEST_NGINX_WS_TMP/missing.sock;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+_EOC_
+--- config
+    access_log logs/ws.log ws;
+    location /ws { websockify_pass vnc; }
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "two\n");
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101";
+is $c->read_data(4, 5), "two\n", "$T: from the live server";
+$c->close;
+my @lines = grep { /missing\.sock/ && /\[(?:crit|error)\]/ } split /\n/, error_log_text();
+is scalar(@lines), 1, "$T: one error_log line for the failed server" or diag join "\n", @lines;
+like $lines[0] // '', qr/\[crit\].*connect\(\) to unix:.*missing\.sock failed \(2: No such file or directory\)/,
+    "$T: nginx's line names the socket and the reason";
+wait_until { access_log_text('ws.log') =~ m{^/ws}m } 5;
+like access_log_text('ws.log'), qr{^/ws\|101\|unix:\S+missing\.sock, 127\.0\.0\.1:\d+\|502, 101\|}m,
+    "$T: access log: both attempts";
