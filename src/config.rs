@@ -1,6 +1,7 @@
 //! Directive parsing and merging: `websockify_pass`, `websockify_allow`,
 //! `websockify_allow_origin`, `websockify_buffer_size`, the three timeouts and
-//! `websockify_ping_interval`.
+//! `websockify_ping_interval`; nameless locations (`if`, `limit_except`) inherit the
+//! target.
 
 use core::ffi::{c_char, c_void};
 use core::{mem, ptr};
@@ -83,14 +84,25 @@ unsafe extern "C" fn drop_loc_conf(data: *mut c_void) {
 }
 
 pub unsafe extern "C" fn merge_loc_conf(
-    _cf: *mut ngx_conf_t,
+    cf: *mut ngx_conf_t,
     prev: *mut c_void,
     conf: *mut c_void,
 ) -> *mut c_char {
     let prev = &*(prev as *const LocConf);
     let conf = &mut *(conf as *mut LocConf);
-    // Like proxy_pass, the target is not inherited: it belongs to its location. Lists are
-    // inherited whole unless the level has its own, like allow/deny.
+    let clcf = &mut *core_loc_conf(cf);
+    // Like proxy_pass, the target is not inherited: it belongs to its location. But an
+    // `if` or `limit_except` block inside it is a nameless location of its own that keeps
+    // serving the same requests: it carries the target (ngx_http_proxy_merge_loc_conf).
+    if clcf.noname() != 0 && conf.target.is_null() {
+        conf.target = prev.target;
+    }
+    // Methods that limit_except restricts use the block's configuration, content handler
+    // included.
+    if clcf.lmt_excpt() != 0 && clcf.handler.is_none() && !conf.target.is_null() {
+        clcf.handler = Some(handler::handler);
+    }
+    // Lists are inherited whole unless the level has its own, like allow/deny.
     if conf.allow.is_empty() {
         conf.allow.clone_from(&prev.allow);
     }
@@ -117,6 +129,11 @@ pub unsafe extern "C" fn merge_loc_conf(
         DEFAULT_PING,
     );
     CONF_OK
+}
+
+unsafe fn core_loc_conf(cf: *mut ngx_conf_t) -> *mut ngx_http_core_loc_conf_t {
+    let ctx = (*cf).ctx as *mut ngx_http_conf_ctx_t;
+    *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t
 }
 
 fn merge<T: PartialEq + Copy>(cur: &mut T, prev: T, unset: T, default: T) {
@@ -209,11 +226,7 @@ pub unsafe extern "C" fn set_pass(
     }
     slot.write(target);
     conf.target = slot;
-
-    let ctx = (*cf).ctx as *mut ngx_http_conf_ctx_t;
-    let clcf =
-        *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t;
-    (*clcf).handler = Some(handler::handler);
+    (*core_loc_conf(cf)).handler = Some(handler::handler);
     CONF_OK
 }
 
