@@ -2,7 +2,8 @@
 # (the handler called inside ngx_resolve_name) that ends the request, a client that leaves
 # while the target is being resolved or connected (499 at once), the results of
 # ngx_event_connect_peer() (a keepalive-cached connection is a success, a connect() that
-# fails at once moves to the next server).
+# fails at once moves to the next server), failover after a connect timeout, and the
+# default port 5900.
 use lib 't/lib';
 use Test::Nginx::Socket;
 use WsTest;
@@ -175,3 +176,63 @@ like $lines[0] // '', qr/\[crit\].*connect\(\) to unix:.*missing\.sock failed \(
 wait_until { access_log_text('ws.log') =~ m{^/ws}m } 5;
 like access_log_text('ws.log'), qr{^/ws\|101\|unix:\S+missing\.sock, 127\.0\.0\.1:\d+\|502, 101\|}m,
     "$T: access log: both attempts";
+
+
+
+=== TEST 6: a connect timeout moves to the next server of the group
+--- http_config eval
+$::LogFormat . <<'_EOC_';
+    upstream vnc {
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_2;
+    }
+_EOC_
+--- config
+    access_log logs/ws.log ws;
+    location /ws {
+        websockify_pass vnc;
+        websockify_connect_timeout 1s;
+    }
+--- ws_test
+my ($p1, $p2) = (rand_port(1), rand_port(2));
+my $dead = mock_target(port => $p1, backlog => 1, no_accept => 1);
+my $fill = fill_backlog($p1);
+my $live = mock_target(port => $p2, banner => "two\n");
+# round robin starts with the first server; a second request covers any other order
+my $timed_out;
+for my $i (1 .. 2) {
+    my $c = ws_connect();
+    is $c->{status}, 101, "$T: session $i: 101";
+    is $c->read_data(4, 5), "two\n", "$T: session $i: from the live server";
+    $c->close;
+    last if $timed_out = error_log_text() =~ /timed out/;
+}
+ok $timed_out, "$T: the first server timed out";
+like error_log_text(),
+    qr/\[error\].*websockify: cannot connect to target "127\.0\.0\.1:$p1": connection timed out/,
+    "$T: error_log names the server that timed out";
+wait_until { access_log_text('ws.log') =~ /, / } 5;
+like access_log_text('ws.log'),
+    qr{^/ws\|101\|127\.0\.0\.1:$p1, 127\.0\.0\.1:$p2\|504, 101\|}m,
+    "$T: access log: the timed-out attempt (504) and the live one";
+
+
+
+=== TEST 7: without a port the target is port 5900 (configured and per request)
+--- config
+    location /ws { websockify_pass 127.0.0.1; }
+    location /var {
+        set $vnc_host 127.0.0.1;
+        websockify_pass $vnc_host;
+        websockify_allow 127.0.0.1 5900;
+    }
+--- ws_test
+SKIP: {
+    my $t = eval { mock_target(port => 5900, banner => "RFB 003.008\n") };
+    skip "127.0.0.1:5900 is taken on this machine, cannot check the default port", 4 if !$t;
+    for my $path ('/ws', '/var') {
+        my $c = ws_connect(path => $path);
+        is $c->{status}, 101, "$T: $path: 101";
+        is $c->read_data(12, 5), "RFB 003.008\n", "$T: $path: the server on port 5900";
+    }
+}
