@@ -1,6 +1,7 @@
 //! Directive parsing and merging: `websockify_pass`, `websockify_allow`,
 //! `websockify_allow_origin`, `websockify_buffer_size`, the three timeouts and
-//! `websockify_ping_interval`.
+//! `websockify_ping_interval`; nameless locations (`if`, `limit_except`) inherit the
+//! target, and legal but useless combinations draw an `nginx -t` warning.
 
 use core::ffi::{c_char, c_void};
 use core::{mem, ptr};
@@ -8,14 +9,15 @@ use core::{mem, ptr};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
     ngx_http_complex_value_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
-    ngx_http_script_variables_count, ngx_http_upstream_add, ngx_http_upstream_srv_conf_t,
-    ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_parse_url, ngx_pcalloc, ngx_pool_cleanup_add,
-    ngx_str_t, ngx_url_t, NGX_LOG_EMERG,
+    ngx_http_location_queue_t, ngx_http_script_variables_count, ngx_http_upstream_add,
+    ngx_http_upstream_srv_conf_t, ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_parse_url,
+    ngx_pcalloc, ngx_pool_cleanup_add, ngx_str_t, ngx_url_t, NGX_LOG_EMERG, NGX_LOG_WARN,
 };
-use ngx::ngx_conf_log_error;
+use ngx::{ngx_conf_log_error, ngx_log_error};
 
 use crate::allow::{Origin, Rule};
 use crate::handler;
+use crate::module::ngx_http_websockify_module;
 
 pub const DEFAULT_PORT: u16 = 5900;
 /// 65535 + 4 + 4, the original module's default: one maximal 16-bit frame and headers.
@@ -41,10 +43,30 @@ pub enum Target {
     Dynamic(ngx_http_complex_value_t),
 }
 
+/// Where a directive was written: warnings found while merging point there.
+struct Pos {
+    file: String,
+    line: usize,
+}
+
+impl Pos {
+    unsafe fn here(cf: *mut ngx_conf_t) -> Option<Pos> {
+        let file = (*cf).conf_file.as_ref()?;
+        Some(Pos {
+            file: String::from_utf8_lossy(file.file.name.as_bytes()).into_owned(),
+            line: file.line,
+        })
+    }
+}
+
 pub struct LocConf {
     pub target: *const Target,
+    /// The location's own `websockify_pass`.
+    pass_at: Option<Pos>,
     /// Targets a request may choose through variables; none allowed when empty.
     pub allow: Vec<Rule>,
+    /// The first `websockify_allow` of this level.
+    allow_at: Option<Pos>,
     /// Browser origins that may open a session; any when empty.
     pub origins: Vec<Origin>,
     pub buffer_size: usize,
@@ -65,7 +87,9 @@ pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
     {
         conf.write(LocConf {
             target: ptr::null(),
+            pass_at: None,
             allow: Vec::new(),
+            allow_at: None,
             origins: Vec::new(),
             buffer_size: UNSET_SIZE,
             connect_timeout: UNSET_MSEC,
@@ -83,15 +107,27 @@ unsafe extern "C" fn drop_loc_conf(data: *mut c_void) {
 }
 
 pub unsafe extern "C" fn merge_loc_conf(
-    _cf: *mut ngx_conf_t,
+    cf: *mut ngx_conf_t,
     prev: *mut c_void,
     conf: *mut c_void,
 ) -> *mut c_char {
     let prev = &*(prev as *const LocConf);
     let conf = &mut *(conf as *mut LocConf);
-    // Like proxy_pass, the target is not inherited: it belongs to its location. Lists are
-    // inherited whole unless the level has its own, like allow/deny.
-    if conf.allow.is_empty() {
+    let clcf = &mut *core_loc_conf(cf);
+    let own_allow = !conf.allow.is_empty();
+    // Like proxy_pass, the target is not inherited: it belongs to its location. But an
+    // `if` or `limit_except` block inside it is a nameless location of its own that keeps
+    // serving the same requests: it carries the target (ngx_http_proxy_merge_loc_conf).
+    if clcf.noname() != 0 && conf.target.is_null() {
+        conf.target = prev.target;
+    }
+    // Methods that limit_except restricts use the block's configuration, content handler
+    // included.
+    if clcf.lmt_excpt() != 0 && clcf.handler.is_none() && !conf.target.is_null() {
+        clcf.handler = Some(handler::handler);
+    }
+    // Lists are inherited whole unless the level has its own, like allow/deny.
+    if !own_allow {
         conf.allow.clone_from(&prev.allow);
     }
     if conf.origins.is_empty() {
@@ -116,7 +152,118 @@ pub unsafe extern "C" fn merge_loc_conf(
         UNSET_MSEC,
         DEFAULT_PING,
     );
+    // A nameless location repeats its parent's configuration: warned about there.
+    if clcf.noname() == 0 {
+        warn_useless(cf, clcf, conf, own_allow);
+    }
     CONF_OK
+}
+
+unsafe fn core_loc_conf(cf: *mut ngx_conf_t) -> *mut ngx_http_core_loc_conf_t {
+    let ctx = (*cf).ctx as *mut ngx_http_conf_ctx_t;
+    *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t
+}
+
+/// Warnings for a location with a target whose merged configuration is legal but cannot
+/// do what it says. Only where it is certain: rules at http or server level may serve
+/// some other location.
+unsafe fn warn_useless(
+    cf: *mut ngx_conf_t,
+    clcf: &ngx_http_core_loc_conf_t,
+    conf: &LocConf,
+    own_allow: bool,
+) {
+    let Some(target) = conf.target.as_ref() else {
+        return;
+    };
+    if conf.ping_interval != 0 && conf.ping_interval >= conf.read_timeout {
+        warn(
+            cf,
+            conf.pass_at.as_ref(),
+            format_args!(
+                "websockify_ping_interval {} is not below websockify_read_timeout {}: \
+                 an idle session ends before its first heartbeat ping",
+                show_msec(conf.ping_interval),
+                show_msec(conf.read_timeout)
+            ),
+        );
+    }
+    match target {
+        Target::Static(_) if own_allow && !allow_used_below(clcf) => warn(
+            cf,
+            conf.allow_at.as_ref(),
+            format_args!(
+                "websockify_allow is never used here: websockify_pass has no variables, \
+                 its target is trusted"
+            ),
+        ),
+        Target::Dynamic(_) if conf.allow.is_empty() => warn(
+            cf,
+            conf.pass_at.as_ref(),
+            format_args!(
+                "websockify_pass has variables but no websockify_allow rule applies: \
+                 every request will be refused"
+            ),
+        ),
+        _ => {}
+    }
+}
+
+/// Whether a location nested below uses this level's `websockify_allow` rules: a variable
+/// target that inherits them, at any depth, without rules of its own in between.
+unsafe fn allow_used_below(clcf: &ngx_http_core_loc_conf_t) -> bool {
+    let Some(head) = clcf.locations.as_ref() else {
+        return false;
+    };
+    let mut q = head.next;
+    while !q.is_null() && !ptr::eq(q, head) {
+        let lq = &*(q as *const ngx_http_location_queue_t);
+        q = lq.queue.next;
+        let child = if lq.exact.is_null() {
+            lq.inclusive
+        } else {
+            lq.exact
+        };
+        let Some(child) = child.as_ref() else {
+            continue;
+        };
+        // Not merged yet: a nested location's own directives only.
+        let conf = &*(*child.loc_conf.add(ngx_http_websockify_module.ctx_index) as *const LocConf);
+        if !conf.allow.is_empty() {
+            continue;
+        }
+        if matches!(conf.target.as_ref(), Some(Target::Dynamic(_))) || allow_used_below(child) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A warning about a directive found while merging, in `ngx_conf_log_error`'s format.
+unsafe fn warn(cf: *mut ngx_conf_t, at: Option<&Pos>, message: core::fmt::Arguments) {
+    match at {
+        Some(at) => {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                (*cf).log,
+                "{message} in {}:{}",
+                at.file,
+                at.line
+            );
+        }
+        None => {
+            ngx_conf_log_error!(NGX_LOG_WARN, cf, "{message}");
+        }
+    }
+}
+
+/// A time as the configuration writes it.
+fn show_msec(ms: ngx_msec_t) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 fn merge<T: PartialEq + Copy>(cur: &mut T, prev: T, unset: T, default: T) {
@@ -209,11 +356,8 @@ pub unsafe extern "C" fn set_pass(
     }
     slot.write(target);
     conf.target = slot;
-
-    let ctx = (*cf).ctx as *mut ngx_http_conf_ctx_t;
-    let clcf =
-        *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t;
-    (*clcf).handler = Some(handler::handler);
+    conf.pass_at = Pos::here(cf);
+    (*core_loc_conf(cf)).handler = Some(handler::handler);
     CONF_OK
 }
 
@@ -309,6 +453,9 @@ pub unsafe extern "C" fn set_allow(
     let ports = args.get(1).map(show);
     match Rule::parse(host, ports) {
         Ok(rule) => {
+            if conf.allow.is_empty() {
+                conf.allow_at = Pos::here(cf);
+            }
             conf.allow.push(rule);
             CONF_OK
         }

@@ -6,7 +6,7 @@ use core::ptr;
 use ngx::ffi::{
     ngx_http_request_t, ngx_http_send_header, ngx_http_send_special, ngx_int_t, ngx_list_part_t,
     ngx_list_push, ngx_list_t, ngx_pnalloc, ngx_str_t, ngx_table_elt_t, NGX_HTTP_FLUSH,
-    NGX_HTTP_GET, NGX_HTTP_VERSION_11, NGX_LOG_INFO,
+    NGX_HTTP_GET, NGX_HTTP_VERSION_11, NGX_LOG_ERR, NGX_LOG_INFO,
 };
 use ngx::ngx_log_error;
 
@@ -17,19 +17,31 @@ use crate::module::ngx_http_websockify_module;
 use crate::relay::Session;
 use crate::target;
 
-const NGX_DECLINED: ngx_int_t = -5;
 const NGX_DONE: ngx_int_t = -4;
 const NGX_ERROR: ngx_int_t = -1;
 const HTTP_BAD_REQUEST: ngx_int_t = 400;
 const HTTP_FORBIDDEN: ngx_int_t = 403;
+const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
 const HTTP_SWITCHING_PROTOCOLS: usize = 101;
 
 pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    if r != (*r).main {
-        return NGX_DECLINED;
-    }
     let conf = &*(*(*r).loc_conf.add(ngx_http_websockify_module.ctx_index) as *const LocConf);
     let log = (*(*r).connection).log;
+    // Only the main request owns the client connection (as in ngx_http_upstream_upgrade).
+    if r != (*r).main {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "websockify: a WebSocket session cannot run in a subrequest"
+        );
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    // Every location this handler serves has a target, nameless ones inherit it
+    // (config::merge_loc_conf); never decline to the static module.
+    if conf.target.is_null() {
+        ngx_log_error!(NGX_LOG_ERR, log, "websockify: no target for this location");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     let accept = match check_handshake(r, conf) {
         Ok(accept) => accept,
@@ -46,12 +58,13 @@ pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             return rej.status as ngx_int_t;
         }
     };
-    if conf.target.is_null() {
-        return NGX_DECLINED;
-    }
     let Some(s) = Session::create(r, conf, accept) else {
         return NGX_ERROR;
     };
+    // The session's reference (ngx_http_read_client_request_body() takes it for the
+    // upstream module): whatever begin() ends synchronously (a failure, a cached resolver
+    // answer) finalizes the request while this reference keeps it alive, and NGX_DONE
+    // drops it in the content phase. Nothing here touches the request after begin().
     (*(*r).main).set_count((*(*r).main).count() + 1);
     target::begin(&mut *s);
     NGX_DONE

@@ -2,7 +2,8 @@
 //! configured ones (addresses, host names, `upstream {}` groups) through the upstream
 //! module and its balancers; per-request ones from an address or a name resolved with
 //! nginx's `resolver`, after the `websockify_allow` check. Peers are tried in turn until
-//! one connects.
+//! one connects. Meanwhile the client is watched, as `ngx_http_upstream_module` does: a
+//! client that leaves ends the request with 499 at once.
 
 use core::ffi::c_void;
 use core::{mem, ptr};
@@ -10,27 +11,33 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use ngx::ffi::{
     getsockopt, ngx_add_timer, ngx_array_create, ngx_array_push, ngx_close_connection,
-    ngx_connection_t, ngx_current_msec, ngx_del_timer, ngx_event_connect_peer, ngx_event_t,
-    ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module, ngx_http_request_t,
-    ngx_http_run_posted_requests, ngx_http_upstream_create,
-    ngx_http_upstream_create_round_robin_peer, ngx_http_upstream_main_conf_t,
-    ngx_http_upstream_module, ngx_http_upstream_resolved_t, ngx_http_upstream_srv_conf_t,
-    ngx_http_upstream_state_t, ngx_int_t, ngx_parse_url, ngx_pcalloc, ngx_resolve_name,
-    ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t, ngx_resolver_ctx_t,
-    ngx_resolver_strerror, ngx_str_t, ngx_url_t, sockaddr, sockaddr_in, sockaddr_in6, sockaddr_un,
-    socklen_t, AF_INET, AF_INET6, AF_UNIX, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_PEER_FAILED,
-    SOL_SOCKET, SO_ERROR,
+    ngx_connection_t, ngx_current_msec, ngx_del_timer, ngx_destroy_pool, ngx_event_connect_peer,
+    ngx_event_t, ngx_http_block_reading, ngx_http_complex_value, ngx_http_core_loc_conf_t,
+    ngx_http_core_module, ngx_http_request_t, ngx_http_run_posted_requests,
+    ngx_http_upstream_create, ngx_http_upstream_create_round_robin_peer,
+    ngx_http_upstream_main_conf_t, ngx_http_upstream_module, ngx_http_upstream_resolved_t,
+    ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t, ngx_int_t, ngx_parse_url, ngx_pcalloc,
+    ngx_pool_cleanup_add, ngx_pool_t, ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start,
+    ngx_resolver_addr_t, ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_socket_errno, ngx_str_t,
+    ngx_url_t, recv, sockaddr, sockaddr_in, sockaddr_in6, sockaddr_un, socklen_t, AF_INET,
+    AF_INET6, AF_UNIX, MSG_PEEK, NGX_EAGAIN, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_PEER_FAILED, SOL_SOCKET, SO_ERROR,
 };
 use ngx::ngx_log_error;
 
 use crate::allow::{self, Peer};
 use crate::config::{cstr, LocConf, Target, DEFAULT_PORT};
+use crate::module::ngx_http_websockify_module;
 use crate::relay::{self, Session};
 
 const NGX_OK: ngx_int_t = 0;
+const NGX_ERROR: ngx_int_t = -1;
 const NGX_AGAIN: ngx_int_t = -2;
 const NGX_BUSY: ngx_int_t = -3;
+const NGX_DONE: ngx_int_t = -4;
+const NGX_DECLINED: ngx_int_t = -5;
 pub const HTTP_FORBIDDEN: ngx_int_t = 403;
+const HTTP_CLIENT_CLOSED_REQUEST: ngx_int_t = 499;
 pub const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
 pub const HTTP_BAD_GATEWAY: ngx_int_t = 502;
 pub const HTTP_GATEWAY_TIMEOUT: ngx_int_t = 504;
@@ -43,6 +50,10 @@ pub unsafe fn begin(s: &mut Session) {
         relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
+    // The client's read event stays registered from reading the request (with
+    // EPOLLRDHUP / EV_EOF): it reports a client that leaves; relay::start replaces these.
+    (*r).read_event_handler = Some(check_client_read);
+    (*r).write_event_handler = Some(check_client_write);
     let conf = &*s.conf;
     let rc = match conf.target.as_ref() {
         Some(Target::Static(uscf)) => init_group(r, *uscf),
@@ -211,9 +222,11 @@ unsafe fn resolve(s: &mut Session, u: &ngx_url_t, shown: &str) -> Result<bool, n
     (*ctx).timeout = (*clcf).resolver_timeout;
     s.port = u.port;
     s.resolving = ctx;
+    // A cached answer runs resolved() inside this call: the session may have started or
+    // ended on return (the content handler's reference keeps the request alive).
     if ngx_resolve_name(ctx) != NGX_OK {
         s.resolving = ptr::null_mut();
-        return Err(HTTP_BAD_GATEWAY);
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
     }
     Ok(false)
 }
@@ -221,6 +234,10 @@ unsafe fn resolve(s: &mut Session, u: &ngx_url_t, shown: &str) -> Result<bool, n
 unsafe extern "C" fn resolved(ctx: *mut ngx_resolver_ctx_t) {
     let s = &mut *((*ctx).data as *mut Session);
     let c = (*s.r).connection;
+    // Called from ngx_resolve_name() itself for a cached answer (async unset): the content
+    // handler is still on the stack and holds the request; running posted requests here
+    // could free it under that handler (ngx_http_upstream_resolve_handler does the same).
+    let run_posted = (*ctx).async_() != 0;
     let rc = use_resolved(s, ctx);
     s.resolving = ptr::null_mut();
     ngx_resolve_name_done(ctx);
@@ -228,7 +245,9 @@ unsafe extern "C" fn resolved(ctx: *mut ngx_resolver_ctx_t) {
         Ok(()) => connect(s),
         Err(status) => relay::fail(s, status),
     }
-    ngx_http_run_posted_requests(c);
+    if run_posted {
+        ngx_http_run_posted_requests(c);
+    }
 }
 
 unsafe fn use_resolved(s: &mut Session, ctx: *mut ngx_resolver_ctx_t) -> Result<(), ngx_int_t> {
@@ -312,7 +331,7 @@ unsafe fn peer_of<'a>(sa: *const sockaddr, len: socklen_t) -> Option<Peer<'a>> {
 }
 
 /// Connects to the next peer; when none is left the request ends with the last
-/// failure's status.
+/// failure's status. Results as in ngx_http_upstream_connect().
 pub unsafe fn connect(s: &mut Session) {
     let log = (*(*s.r).connection).log;
     (*log).action = c"connecting to websockify target".as_ptr() as *mut _;
@@ -321,19 +340,32 @@ pub unsafe fn connect(s: &mut Session) {
         (*pc).log = log;
         (*pc).start_time = ngx_current_msec;
         let rc = ngx_event_connect_peer(pc);
-        if rc == NGX_BUSY {
-            ngx_log_error!(NGX_LOG_ERR, log, "websockify: no live targets in the group");
-            relay::fail(s, HTTP_BAD_GATEWAY);
+        if rc == NGX_ERROR {
+            // A local failure (no free connection, no socket), logged by nginx: not the
+            // peer's fault, so it is not marked failed.
+            release_peer(s);
+            relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
         if push_state(s).is_err() {
+            release_peer(s);
             relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
         match rc {
-            NGX_OK => {
-                connected(s);
+            NGX_BUSY => {
+                ngx_log_error!(NGX_LOG_ERR, log, "websockify: no live upstreams");
+                if let Some(state) = current_state(s) {
+                    state.status = HTTP_BAD_GATEWAY as usize;
+                }
+                relay::fail(s, HTTP_BAD_GATEWAY);
                 return;
+            }
+            // connect() failed at once; nginx logged it naming the peer.
+            NGX_DECLINED => {
+                if !failed(s, None, HTTP_BAD_GATEWAY) {
+                    return;
+                }
             }
             NGX_AGAIN => {
                 let c = (*pc).connection;
@@ -343,12 +375,53 @@ pub unsafe fn connect(s: &mut Session) {
                 ngx_add_timer((*c).write, (*s.conf).connect_timeout);
                 return;
             }
+            // NGX_OK, or NGX_DONE: a connected one from the keepalive cache.
             _ => {
-                if !failed(s, "connection failed", HTTP_BAD_GATEWAY) {
+                if rc == NGX_DONE && adopt_pool(s).is_err() {
+                    release_peer(s);
+                    relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
                     return;
                 }
+                connected(s);
+                return;
             }
         }
+    }
+}
+
+/// A cached connection brings the pool the upstream module made for it; nothing else
+/// destroys it once the relay closes the connection, so the request's pool does.
+unsafe fn adopt_pool(s: &mut Session) -> Result<(), ()> {
+    let pool = (*(*s.peer()).connection).pool;
+    if pool.is_null() {
+        return Ok(());
+    }
+    let cln = ngx_pool_cleanup_add((*s.r).pool, 0);
+    if cln.is_null() {
+        return Err(());
+    }
+    (*cln).handler = Some(destroy_pool);
+    (*cln).data = pool.cast();
+    Ok(())
+}
+
+unsafe extern "C" fn destroy_pool(data: *mut c_void) {
+    ngx_destroy_pool(data as *mut ngx_pool_t);
+}
+
+/// Closes the peer connection, if any, and gives the peer back to the balancer without
+/// blaming it.
+unsafe fn release_peer(s: &mut Session) {
+    let pc = s.peer();
+    if !(*pc).connection.is_null() {
+        ngx_close_connection((*pc).connection);
+        (*pc).connection = ptr::null_mut();
+    }
+    if !(*pc).sockaddr.is_null() {
+        if let Some(free) = (*pc).free {
+            free(pc, (*pc).data, 0);
+        }
+        (*pc).sockaddr = ptr::null_mut();
     }
 }
 
@@ -363,12 +436,9 @@ unsafe extern "C" fn connect_handler(ev: *mut ngx_event_t) {
 
 unsafe fn connect_event(s: &mut Session, ev: *mut ngx_event_t, c: *mut ngx_connection_t) {
     let more = if (*ev).timedout() != 0 {
-        failed(s, "connection timed out", HTTP_GATEWAY_TIMEOUT)
+        failed(s, Some("connection timed out"), HTTP_GATEWAY_TIMEOUT)
     } else if let Some(err) = socket_error(c) {
-        let why = std::io::Error::from_raw_os_error(err).to_string();
-        // "Connection refused (os error 111)" -> "(111: Connection refused)", nginx's way.
-        let text = why.split(" (os error").next().unwrap_or_default();
-        failed(s, &format!("({err}: {text})"), HTTP_BAD_GATEWAY)
+        failed(s, Some(&os_error(err)), HTTP_BAD_GATEWAY)
     } else {
         if (*(*c).write).timer_set() != 0 {
             ngx_del_timer((*c).write);
@@ -379,6 +449,13 @@ unsafe fn connect_event(s: &mut Session, ev: *mut ngx_event_t, c: *mut ngx_conne
     if more {
         connect(s);
     }
+}
+
+/// "(111: Connection refused)", the way nginx shows an errno.
+fn os_error(err: i32) -> String {
+    let why = std::io::Error::from_raw_os_error(err).to_string();
+    let text = why.split(" (os error").next().unwrap_or_default();
+    format!("({err}: {text})")
 }
 
 /// SO_ERROR of a socket whose non-blocking connect() finished.
@@ -398,21 +475,23 @@ unsafe fn socket_error(c: *mut ngx_connection_t) -> Option<i32> {
     (err != 0).then_some(err)
 }
 
-/// Logs a failed attempt naming the target, tells the balancer, and says whether
-/// another peer may be tried; when not, the request has been ended.
-unsafe fn failed(s: &mut Session, why: &str, status: ngx_int_t) -> bool {
+/// Logs a failed attempt naming the target (unless nginx did), tells the balancer, and
+/// says whether another peer may be tried; when not, the request has been ended.
+unsafe fn failed(s: &mut Session, why: Option<&str>, status: ngx_int_t) -> bool {
     let pc = s.peer();
     let log = (*(*s.r).connection).log;
-    let name = (*pc)
-        .name
-        .as_ref()
-        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
-        .unwrap_or_default();
-    ngx_log_error!(
-        NGX_LOG_ERR,
-        log,
-        "websockify: cannot connect to target \"{name}\": {why}"
-    );
+    if let Some(why) = why {
+        let name = (*pc)
+            .name
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+            .unwrap_or_default();
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "websockify: cannot connect to target \"{name}\": {why}"
+        );
+    }
     if let Some(state) = current_state(s) {
         state.status = status as usize;
     }
@@ -423,6 +502,7 @@ unsafe fn failed(s: &mut Session, why: &str, status: ngx_int_t) -> bool {
     if let Some(free) = (*pc).free {
         free(pc, (*pc).data, NGX_PEER_FAILED as usize);
     }
+    (*pc).sockaddr = ptr::null_mut();
     if (*pc).tries == 0 {
         relay::fail(s, status);
         return false;
@@ -466,4 +546,104 @@ unsafe fn current_state(s: &mut Session) -> Option<&mut ngx_http_upstream_state_
     let states = (*s.r).upstream_states.as_ref()?;
     let n = states.nelts.checked_sub(1)?;
     Some(&mut *(states.elts as *mut ngx_http_upstream_state_t).add(n))
+}
+
+unsafe extern "C" fn check_client_read(r: *mut ngx_http_request_t) {
+    check_client(r, (*(*r).connection).read);
+}
+
+unsafe extern "C" fn check_client_write(r: *mut ngx_http_request_t) {
+    check_client(r, (*(*r).connection).write);
+}
+
+/// While the target is resolved or connected: a client that left ends the request with
+/// 499 at once (ngx_http_upstream_check_broken_connection). HTTP/2 and HTTP/3 need no
+/// case here: a WebSocket handshake is HTTP/1.1 only.
+unsafe fn check_client(r: *mut ngx_http_request_t, ev: *mut ngx_event_t) {
+    let Some(s) = (*(*r).ctx.add(ngx_http_websockify_module.ctx_index) as *mut Session).as_mut()
+    else {
+        return;
+    };
+    let c = (*r).connection;
+    if (*c).error() != 0 {
+        // Whoever set it has logged why.
+        client_gone(s);
+        return;
+    }
+    // kqueue and epoll with EPOLLRDHUP report the peer's close with the event.
+    #[cfg(ngx_feature = "have_kqueue")]
+    if ngx::ffi::ngx_event_flags & ngx::ffi::NGX_USE_KQUEUE_EVENT as usize != 0 {
+        if (*ev).pending_eof() == 0 {
+            return;
+        }
+        (*ev).set_eof(1);
+        (*c).set_error(1);
+        let err = (*ev).kq_errno;
+        if err != 0 {
+            (*ev).set_error(1);
+        }
+        log_gone(c, "kevent() reported that ", (err != 0).then_some(err));
+        client_gone(s);
+        return;
+    }
+    #[cfg(ngx_feature = "have_epollrdhup")]
+    if ngx::ffi::ngx_event_flags & ngx::ffi::NGX_USE_EPOLL_EVENT as usize != 0
+        && ngx::ffi::ngx_use_epoll_rdhup != 0
+    {
+        if (*ev).pending_eof() == 0 {
+            return;
+        }
+        (*ev).set_eof(1);
+        (*c).set_error(1);
+        let err = socket_error(c);
+        if err.is_some() {
+            (*ev).set_error(1);
+        }
+        log_gone(c, "epoll_wait() reported that ", err);
+        client_gone(s);
+        return;
+    }
+    let mut byte = 0u8;
+    let n = recv((*c).fd, ptr::from_mut(&mut byte).cast(), 1, MSG_PEEK as i32);
+    let err = ngx_socket_errno();
+    let again = n == -1 && err == NGX_EAGAIN as i32;
+    if (*ev).write() != 0 && (n >= 0 || again) {
+        return;
+    }
+    if n > 0 || again {
+        // Still there. Level-triggered events would report pending bytes again and again:
+        // stop reading until the relay starts.
+        ngx_http_block_reading(r);
+        return;
+    }
+    let err = if n == -1 {
+        (*ev).set_error(1);
+        Some(err)
+    } else {
+        None
+    };
+    (*ev).set_eof(1);
+    (*c).set_error(1);
+    log_gone(c, "", err);
+    client_gone(s);
+}
+
+unsafe fn log_gone(c: *mut ngx_connection_t, via: &str, err: Option<i32>) {
+    let err = err.map(|e| format!(" {}", os_error(e))).unwrap_or_default();
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        (*c).log,
+        "websockify: {via}client prematurely closed connection{err}"
+    );
+}
+
+/// Ends the request with 499: the resolver context is released, the target connection
+/// closed and its peer given back to the balancer, unblamed.
+unsafe fn client_gone(s: &mut Session) {
+    if !s.resolving.is_null() {
+        ngx_resolve_name_done(s.resolving);
+        s.resolving = ptr::null_mut();
+    }
+    release_peer(s);
+    relay::fail(s, HTTP_CLIENT_CLOSED_REQUEST);
 }

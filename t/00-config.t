@@ -4,6 +4,29 @@ use lib 't/lib';
 use Test::Nginx::Socket;
 use WsTest;
 
+# Legal configurations that cannot do what they say draw an `nginx -t` warning.
+package WsTest::Run {
+    # `nginx -t` on the block's configuration: exit status, and each [warn] line
+    # reduced to "message @ line".
+    sub nginx_t {
+        my $out = `$Test::Nginx::Util::NginxBinary -p $Test::Nginx::Util::ServRoot/ -c $Test::Nginx::Util::ConfFile -t 2>&1`;
+        my @warn = map { m{\[warn\] (?:\d+#\d+: )?(.*) in \Q$Test::Nginx::Util::ConfFile\E:(\d+)$} ? "$1 \@ $2" : "$_ \@ ?" }
+            grep { /\[warn\]/ && /websockify/ } split /\n/, $out;
+        return ($? >> 8, $out, @warn);
+    }
+
+    # The line of the block's nginx.conf that holds $text.
+    sub conf_line {
+        my $text = shift;
+        my @lines = split /\n/, WsTest::slurp($Test::Nginx::Util::ConfFile);
+        for my $i (0 .. $#lines) {
+            return $i + 1 if index($lines[$i], $text) >= 0;
+        }
+        die "\"$text\" is not in nginx.conf\n";
+    }
+}
+package main;
+
 run_tests();
 Test::More::done_testing();
 
@@ -167,3 +190,85 @@ qr/\[emerg\] .*(?:"websockify_pass" directive is duplicate)/
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*(?:no-such-host\.invalid)/
+
+
+
+=== TEST 16: warning: websockify_ping_interval not below websockify_read_timeout
+--- http_config
+    websockify_read_timeout 20s;
+--- config
+    location /default-ping { websockify_pass 127.0.0.1:5900; }
+    location /equal { websockify_pass 127.0.0.1:5900; websockify_ping_interval 20s; }
+    location /ms { websockify_pass 127.0.0.1:5900; websockify_read_timeout 1500ms; websockify_ping_interval 1500ms; }
+    location /below { websockify_pass 127.0.0.1:5900; websockify_ping_interval 10s; }
+    location /off { websockify_pass 127.0.0.1:5900; websockify_ping_interval off; }
+    location /longer { websockify_pass 127.0.0.1:5900; websockify_read_timeout 1m; }
+    location /in-if { websockify_pass 127.0.0.1:5900; websockify_read_timeout 5s; if ($arg_x) { return 204; } }
+    location /no-pass { websockify_read_timeout 1s; }
+--- ws_test
+my ($rc, $out, @warn) = nginx_t();
+is $rc, 0, "$T: the configuration is legal";
+my $msg = 'websockify_ping_interval %s is not below websockify_read_timeout %s: '
+    . 'an idle session ends before its first heartbeat ping @ %d';
+is_deeply [sort @warn], [sort
+    sprintf($msg, '30s', '20s', conf_line('location /default-ping ')),
+    sprintf($msg, '20s', '20s', conf_line('location /equal ')),
+    sprintf($msg, '1500ms', '1500ms', conf_line('location /ms ')),
+    sprintf($msg, '30s', '5s', conf_line('location /in-if ')),
+], "$T: one warning for each such location, at its websockify_pass" or diag $out;
+
+
+
+=== TEST 17: warning: websockify_allow where the target has no variables
+--- http_config
+    websockify_allow 10.0.0.0/8;
+--- config
+    websockify_allow 127.0.0.1;
+    location /static-inherited { websockify_pass 127.0.0.1:5900; }
+    location /static-own { websockify_pass 127.0.0.1:5900; websockify_allow 127.0.0.4; }
+    location /var-own { set $a 127.0.0.1; websockify_pass $a; websockify_allow 127.0.0.5; }
+    location /used-below {
+        websockify_pass 127.0.0.1:5900;
+        websockify_allow 127.0.0.6;
+        location /used-below/a { location /used-below/a/var { set $a 127.0.0.6; websockify_pass $a; } }
+    }
+    location /replaced-below {
+        websockify_pass 127.0.0.1:5900;
+        websockify_allow 127.0.0.7;
+        location /replaced-below/var { set $a 127.0.0.8; websockify_pass $a; websockify_allow 127.0.0.8; }
+    }
+--- ws_test
+my ($rc, $out, @warn) = nginx_t();
+is $rc, 0, "$T: the configuration is legal";
+my $msg = 'websockify_allow is never used here: websockify_pass has no variables, '
+    . 'its target is trusted @ %d';
+is_deeply [sort @warn], [sort
+    sprintf($msg, conf_line('websockify_allow 127.0.0.4;')),
+    sprintf($msg, conf_line('websockify_allow 127.0.0.7;')),
+], "$T: only where no request can use the rules, at the websockify_allow" or diag $out;
+
+
+
+=== TEST 18: warning: a variable websockify_pass without any websockify_allow rule
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_allow 127.0.0.1;
+        location /server-rule { set $a 127.0.0.1; websockify_pass $a; }
+    }
+--- config
+    location /none { set $a 127.0.0.1; websockify_pass $a; }
+    location /in-if { set $a 127.0.0.1; websockify_pass $a; if ($arg_x) { return 204; } }
+    location /own { set $a 127.0.0.1; websockify_pass $a; websockify_allow 127.0.0.1; }
+    location /static { websockify_pass 127.0.0.1:5900; }
+--- ws_test
+my ($rc, $out, @warn) = nginx_t();
+is $rc, 0, "$T: the configuration is legal";
+my $msg = 'websockify_pass has variables but no websockify_allow rule applies: '
+    . 'every request will be refused @ %d';
+is_deeply [sort @warn], [sort
+    sprintf($msg, conf_line('location /none ')),
+    sprintf($msg, conf_line('location /in-if ')),
+], "$T: one warning for each such location, at its websockify_pass" or diag $out;
+my $c = http_raw(ws_request(path => '/none'));
+is $c->{status}, 403, "$T: and indeed the request is refused";

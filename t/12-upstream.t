@@ -97,7 +97,7 @@ like access_log_text('ws.log'),
 
 
 
-=== TEST 4: all servers dead -> 502, each failure logged, then "no live targets"
+=== TEST 4: all servers dead -> 502, each failure logged, then "no live upstreams"
 --- ws_test
 my ($p1, $p2) = (rand_port(1), rand_port(2));
 my $c = ws_connect(port => rand_port(3), path => '/websockify-by-token?token=x');
@@ -107,6 +107,7 @@ like $log, qr/cannot connect to target "127\.0\.0\.1:$p1"/, "$T: server one logg
 like $log, qr/cannot connect to target "127\.0\.0\.1:$p2"/, "$T: server two logged";
 my $c2 = ws_connect(port => rand_port(3), path => '/websockify-by-token?token=x');
 is $c2->{status}, 502, "$T: again 502 while both are marked down";
+like error_log_text(), qr/\[error\].*websockify: no live upstreams/, "$T: \"no live upstreams\", as nginx says";
 wait_until { (() = access_log_text('ws.log') =~ /\n/g) >= 2 } 5;
 like access_log_text('ws.log'), qr{^/websockify-by-token\?token=x\|502\|127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+\|502, 502\|}m,
     "$T: access log: two failed attempts";
