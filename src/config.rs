@@ -11,7 +11,8 @@ use ngx::ffi::{
     ngx_http_complex_value_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
     ngx_http_location_queue_t, ngx_http_script_variables_count, ngx_http_upstream_add,
     ngx_http_upstream_srv_conf_t, ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_parse_url,
-    ngx_pcalloc, ngx_pool_cleanup_add, ngx_str_t, ngx_url_t, NGX_LOG_EMERG, NGX_LOG_WARN,
+    ngx_pcalloc, ngx_pool_cleanup_add, ngx_shm_zone_t, ngx_str_t, ngx_url_t, NGX_LOG_EMERG,
+    NGX_LOG_WARN,
 };
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
@@ -75,6 +76,19 @@ pub struct LocConf {
     pub send_timeout: ngx_msec_t,
     /// Heartbeat pings to the client; 0 = off.
     pub ping_interval: ngx_msec_t,
+    /// `websockify_session_timeout`; None: unset (off).
+    pub session_timeout: Option<Lifetime>,
+    /// `websockify_status zone=NAME`: this location serves that zone's status.
+    pub status_zone: *mut ngx_shm_zone_t,
+}
+
+/// How long a session may live after its 101.
+#[derive(Clone)]
+pub enum Lifetime {
+    Off,
+    Fixed(ngx_msec_t),
+    /// Evaluated when the session starts: a time, or `off`.
+    Var(ngx_http_complex_value_t),
 }
 
 pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
@@ -96,6 +110,8 @@ pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             read_timeout: UNSET_MSEC,
             send_timeout: UNSET_MSEC,
             ping_interval: UNSET_MSEC,
+            session_timeout: None,
+            status_zone: ptr::null_mut(),
         });
     }
     (*cln).handler = Some(drop_loc_conf);
@@ -152,6 +168,9 @@ pub unsafe extern "C" fn merge_loc_conf(
         UNSET_MSEC,
         DEFAULT_PING,
     );
+    if conf.session_timeout.is_none() {
+        conf.session_timeout.clone_from(&prev.session_timeout);
+    }
     // A nameless location repeats its parent's configuration: warned about there.
     if clcf.noname() == 0 {
         warn_useless(cf, clcf, conf, own_allow);
@@ -266,6 +285,53 @@ fn show_msec(ms: ngx_msec_t) -> String {
     }
 }
 
+/// A value with variables, compiled.
+unsafe fn compile(cf: *mut ngx_conf_t, value: &mut ngx_str_t) -> Option<ngx_http_complex_value_t> {
+    let mut cv: ngx_http_complex_value_t = mem::zeroed();
+    let mut ccv: ngx_http_compile_complex_value_t = mem::zeroed();
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = &mut cv;
+    (ngx_http_compile_complex_value(&mut ccv) == 0).then_some(cv)
+}
+
+/// `websockify_session_timeout off | TIME | $variable;`
+pub unsafe extern "C" fn set_session_timeout(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let conf = &mut *(conf as *mut LocConf);
+    let (name, mut value) = directive(cf, cmd);
+    if conf.session_timeout.is_some() {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
+        return CONF_ERROR;
+    }
+    let lifetime = if value.as_bytes() == b"off" {
+        Lifetime::Off
+    } else if ngx_http_script_variables_count(&mut value) > 0 {
+        let Some(cv) = compile(cf, &mut value) else {
+            return CONF_ERROR;
+        };
+        Lifetime::Var(cv)
+    } else {
+        match ngx_msec_t::try_from(ngx_parse_time(&mut value, 0)) {
+            Ok(ms) if ms > 0 => Lifetime::Fixed(ms),
+            _ => {
+                ngx_conf_log_error!(
+                    NGX_LOG_EMERG,
+                    cf,
+                    "invalid value \"{}\" in \"{name}\" directive, it must be \"off\", a time above 0 or a variable",
+                    show(&value)
+                );
+                return CONF_ERROR;
+            }
+        }
+    };
+    conf.session_timeout = Some(lifetime);
+    CONF_OK
+}
+
 fn merge<T: PartialEq + Copy>(cur: &mut T, prev: T, unset: T, default: T) {
     if *cur == unset {
         *cur = if prev == unset { default } else { prev };
@@ -313,14 +379,9 @@ pub unsafe extern "C" fn set_pass(
         return CONF_ERROR;
     }
     let target = if ngx_http_script_variables_count(&mut value) > 0 {
-        let mut cv: ngx_http_complex_value_t = mem::zeroed();
-        let mut ccv: ngx_http_compile_complex_value_t = mem::zeroed();
-        ccv.cf = cf;
-        ccv.value = &mut value;
-        ccv.complex_value = &mut cv;
-        if ngx_http_compile_complex_value(&mut ccv) != 0 {
+        let Some(cv) = compile(cf, &mut value) else {
             return CONF_ERROR;
-        }
+        };
         Target::Dynamic(cv)
     } else {
         let url = || {

@@ -1,6 +1,6 @@
 //! websockify inside nginx: a WebSocket (RFC 6455) to TCP bridge for noVNC.
 //!
-//! `codec`, `handshake`, `allow`, `buffer` and `relay::core` are plain Rust (no nginx
+//! `codec`, `handshake`, `allow`, `buffer`, `status` and `relay::core` are plain Rust (no nginx
 //! types), unit-tested with `cargo test` and driven by the relay simulation; the rest is
 //! the nginx glue, left out of test builds because it links against symbols only an nginx
 //! binary provides. `pages` is the one piece of FFI they use (mmap).
@@ -11,6 +11,7 @@ pub mod codec;
 pub mod handshake;
 pub mod pages;
 pub mod relay;
+pub mod status;
 
 #[cfg(not(any(test, fuzzing)))]
 mod config;
@@ -19,4 +20,10 @@ mod handler;
 #[cfg(not(any(test, fuzzing)))]
 mod module;
 #[cfg(not(any(test, fuzzing)))]
+mod status_location;
+#[cfg(not(any(test, fuzzing)))]
 mod target;
+#[cfg(not(any(test, fuzzing)))]
+mod variables;
+#[cfg(not(any(test, fuzzing)))]
+mod zone;

@@ -5,11 +5,12 @@ use core::ptr;
 
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_module_t, ngx_module_t, ngx_str_t, ngx_uint_t,
-    NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+    NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
+    NGX_HTTP_SRV_CONF,
 };
 
-use crate::config;
+use crate::{config, status_location, variables, zone};
 
 const ANY_LEVEL: ngx_uint_t = (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF) as _;
 
@@ -33,7 +34,7 @@ const fn command(
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 9] = [
+static mut COMMANDS: [ngx_command_t; 12] = [
     command(
         c"websockify_pass",
         (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as _,
@@ -82,13 +83,34 @@ static mut COMMANDS: [ngx_command_t; 9] = [
         config::set_ping,
         core::mem::offset_of!(config::LocConf, ping_interval),
     ),
+    command(
+        c"websockify_session_timeout",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        config::set_session_timeout,
+        0,
+    ),
+    ngx_command_t {
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        ..command(
+            c"websockify_zone",
+            (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
+            zone::set_zone,
+            0,
+        )
+    },
+    command(
+        c"websockify_status",
+        (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        status_location::set_status,
+        0,
+    ),
     ngx_command_t::empty(),
 ];
 
 static CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: None,
+    preconfiguration: Some(variables::add),
     postconfiguration: None,
-    create_main_conf: None,
+    create_main_conf: Some(zone::create_main_conf),
     init_main_conf: None,
     create_srv_conf: None,
     merge_srv_conf: None,

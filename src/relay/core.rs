@@ -166,6 +166,26 @@ pub enum Cause {
 }
 
 impl Cause {
+    pub const ALL: [Cause; 9] = [
+        Cause::Client,
+        Cause::TargetEof,
+        Cause::TargetError,
+        Cause::Idle,
+        Cause::SendTimeout,
+        Cause::ProtocolError,
+        Cause::Shutdown,
+        Cause::Lifetime,
+        Cause::Revoked,
+    ];
+
+    /// Position in `ALL`.
+    pub fn index(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|&c| c == self)
+            .unwrap_or_default()
+    }
+
     /// The word `$websockify_close_cause` and the metrics use.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -490,19 +510,29 @@ impl Relay {
         }
     }
 
-    /// nginx ends a live session itself (worker shutdown): a close 1001 for one
-    /// best-effort send, when a frame boundary allows it. At a boundary no write waits
-    /// for a retry: after `Again` the header, the data or the control frame stays pending.
+    /// nginx ends a live session itself (worker shutdown): the session is over, with a
+    /// close 1001 for one best-effort send when a frame boundary allows it. At a boundary
+    /// no write waits for a retry: after `Again` the header, the data or the control frame
+    /// stays pending.
     pub fn going_away(&mut self) -> Option<(Note, &[u8])> {
-        let at_boundary = !self.header && !self.down.pending() && self.out.is_none();
-        let done = self.close_sent || self.client_done || self.ended.is_some();
-        if !at_boundary || done {
+        if self.ended.is_some() {
             return None;
         }
-        self.begin_close(Cause::Shutdown, Some(CLOSE_GOING_AWAY));
-        self.promote_control();
-        let out = self.out.as_ref()?;
+        let at_boundary = !self.header && !self.down.pending() && self.out.is_none();
+        let can_send = at_boundary && !self.closing() && !self.client_done;
+        self.begin_end(Cause::Shutdown);
+        if can_send {
+            self.begin_close(Cause::Shutdown, Some(CLOSE_GOING_AWAY));
+            self.promote_control();
+        }
+        self.end_now(Close::Drop { timed_out: false });
+        let out = self.out.as_ref().filter(|_| can_send)?;
         Some((Note::GoingAway, out.frame.bytes()))
+    }
+
+    /// How the session ended, once it has.
+    pub fn end(&self) -> Option<End> {
+        self.ended
     }
 
     /// Bytes of relay buffers held now.
@@ -717,7 +747,7 @@ impl Relay {
         self.begin_close(cause, Some(CLOSE_INTERNAL_ERROR));
     }
 
-    fn end(&self, close: Close) -> End {
+    fn end_with(&self, close: Close) -> End {
         End {
             cause: self.cause.unwrap_or(Cause::Client),
             code: self.code,
@@ -726,7 +756,7 @@ impl Relay {
     }
 
     fn end_now(&mut self, close: Close) {
-        let end = self.end(close);
+        let end = self.end_with(close);
         self.ended.get_or_insert(end);
     }
 
@@ -740,7 +770,7 @@ impl Relay {
             return None;
         }
         let linger = !self.client_sent_close;
-        Some(self.end(Close::Clean { linger }))
+        Some(self.end_with(Close::Clean { linger }))
     }
 
     /// Acts on every deadline that has passed.

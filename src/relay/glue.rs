@@ -5,21 +5,31 @@
 use std::ffi::c_void;
 use std::{mem, ptr};
 
+use std::cell::RefCell;
+
 use ngx::ffi::{
-    ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_current_msec, ngx_del_timer,
-    ngx_event_t, ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading,
-    ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_empty_handler,
-    ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_log_t, ngx_msec_t,
-    ngx_peer_connection_t, ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_resolver_ctx_t,
-    ngx_tcp_nodelay, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
+    ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_current_msec, ngx_cycle,
+    ngx_del_timer, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event,
+    ngx_http_block_reading, ngx_http_cleanup_add, ngx_http_complex_value, ngx_http_core_loc_conf_t,
+    ngx_http_core_module, ngx_http_finalize_request, ngx_http_output_filter,
+    ngx_http_request_empty_handler, ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t,
+    ngx_log_t, ngx_msec_t, ngx_parse_time, ngx_pcalloc, ngx_peer_connection_t, ngx_pid,
+    ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_resolver_ctx_t, ngx_shm_zone_t, ngx_str_t,
+    ngx_tcp_nodelay, ngx_time, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
 };
 use ngx::ngx_log_error;
 
-use super::core::{self, Action, Close, End, Io, Level, Msec, Note, Ready, Relay};
-use crate::config::LocConf;
+use super::core::{self, Action, Close, End, Io, Level, Msec, Note, Ready, Relay, Stats};
+use crate::config::{Lifetime, LocConf};
 use crate::handler;
 use crate::handshake::Accept;
 use crate::module::ngx_http_websockify_module;
+use crate::status::{self, Text};
+use crate::zone::{self, Locked, MainConf, Record};
+
+/// How often a worker writes its sessions' counters to the zone and looks for revocations:
+/// the bound on how long a `DELETE` waits for the owning worker.
+const SYNC_EVERY: ngx_msec_t = 500;
 
 const NGX_OK: ngx_int_t = 0;
 const NGX_ERROR: isize = -1;
@@ -36,6 +46,12 @@ pub struct Session {
     relay: Option<Relay>,
     /// The relay's one deadline.
     timer: ngx_event_t,
+    /// `<worker pid>-<connection number>`: unique in the nginx instance.
+    id: Option<String>,
+    target_name: Option<String>,
+    /// This session's record in the `websockify_zone` (null: no zone, or it was full).
+    zone: *mut ngx_shm_zone_t,
+    record: *mut Record,
 }
 
 impl Session {
@@ -57,8 +73,19 @@ impl Session {
             accept,
             relay: None,
             timer: mem::zeroed(),
+            id: None,
+            target_name: None,
+            zone: ptr::null_mut(),
+            record: ptr::null_mut(),
         });
         (*cln).handler = Some(cleanup);
+        // Runs before the access log line is written, unlike the pool cleanup.
+        let ending = ngx_http_cleanup_add(r, 0);
+        if ending.is_null() {
+            return None;
+        }
+        (*ending).handler = Some(session_ending);
+        (*ending).data = s.cast::<c_void>();
         *(*r).ctx.add(ngx_http_websockify_module.ctx_index) = s.cast::<c_void>();
         Some(s)
     }
@@ -84,6 +111,28 @@ impl Session {
         // SAFETY: location configuration lives as long as the cycle.
         unsafe { &*self.conf }
     }
+
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    pub fn target_name(&self) -> Option<&str> {
+        self.target_name.as_deref()
+    }
+
+    pub fn stats(&self) -> Option<Stats> {
+        self.relay.as_ref().map(Relay::stats)
+    }
+
+    pub fn end(&self) -> Option<End> {
+        self.relay.as_ref().and_then(Relay::end)
+    }
+}
+
+/// The session of a request, if it has one (for variables).
+pub unsafe fn session_of<'a>(r: *mut ngx_http_request_t) -> Option<&'a Session> {
+    let main = (*r).main;
+    (*(*main).ctx.add(ngx_http_websockify_module.ctx_index) as *const Session).as_ref()
 }
 
 /// Connect failed for good: the client gets `status` (502 or 504).
@@ -97,6 +146,10 @@ pub unsafe fn start(s: &mut Session) {
     let c = s.client();
     let t = s.target();
     (*(*c).log).action = c"relaying WebSocket to target".as_ptr() as *mut _;
+    let Ok(lifetime) = lifetime(s) else {
+        end_request(s, HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    };
     if handler::switch_protocols(r, &s.accept).is_err() {
         end_request(s, NGX_ERROR as ngx_int_t);
         return;
@@ -107,7 +160,7 @@ pub unsafe fn start(s: &mut Session) {
         read_timeout: conf.read_timeout as Msec,
         send_timeout: conf.send_timeout as Msec,
         ping_interval: conf.ping_interval as Msec,
-        lifetime: None,
+        lifetime,
     };
     let mut relay = Relay::new(cfg, s.accept.mode, header_queued(r), now());
     // Frames the client sent right behind its handshake are already in header_in.
@@ -126,9 +179,139 @@ pub unsafe fn start(s: &mut Session) {
     (*r).read_event_handler = Some(client_handler);
     (*r).write_event_handler = Some(client_handler);
     s.timer.handler = Some(timer_handler);
-    s.timer.data = ptr::from_mut(s).cast::<c_void>();
+    // nginx's debug log reads an event's `data` as a connection (ngx_event_ident).
+    s.timer.data = c.cast::<c_void>();
     s.timer.log = (*c).log;
+    let pid = ngx_pid;
+    s.id = Some(format!("{pid}-{}", (*c).number));
+    s.target_name = (*s.peer())
+        .name
+        .as_ref()
+        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
+    track(s);
     run(s);
+}
+
+const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
+
+/// `websockify_session_timeout` for this request: Err when a variable gave a bad value.
+unsafe fn lifetime(s: &Session) -> Result<Option<Msec>, ()> {
+    let cv = match &s.conf().session_timeout {
+        None | Some(Lifetime::Off) => return Ok(None),
+        Some(Lifetime::Fixed(ms)) => return Ok(Some(*ms as Msec)),
+        Some(Lifetime::Var(cv)) => cv,
+    };
+    let mut value = ngx_str_t::default();
+    if ngx_http_complex_value(s.r, ptr::from_ref(cv).cast_mut(), &mut value) != NGX_OK {
+        return Err(());
+    }
+    if value.as_bytes() == b"off" {
+        return Ok(None);
+    }
+    let ms = ngx_parse_time(&mut value, 0);
+    if ms < 0 {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            s.log(),
+            "websockify: invalid websockify_session_timeout value \"{}\"",
+            String::from_utf8_lossy(value.as_bytes())
+        );
+        return Err(());
+    }
+    Ok(Some(ms as Msec))
+}
+
+/// Records the session in the `websockify_zone`, if there is one, and in this worker's
+/// list that the sync timer walks.
+unsafe fn track(s: &mut Session) {
+    let mcf = *(*s.r).main_conf.add(ngx_http_websockify_module.ctx_index) as *const MainConf;
+    let Some(zone) = mcf.as_ref().map(|m| m.zone).filter(|z| !z.is_null()) else {
+        return;
+    };
+    let c = s.client();
+    let clcf =
+        *(*s.r).loc_conf.add(ngx_http_core_module.ctx_index) as *const ngx_http_core_loc_conf_t;
+    let view = status::Session {
+        id: Text::new(s.id().unwrap_or_default().as_bytes()),
+        pid: i64::from(ngx_pid),
+        client: Text::new((*c).addr_text.as_bytes()),
+        target: Text::new(s.target_name().unwrap_or_default().as_bytes()),
+        location: Text::new((*clcf).name.as_bytes()),
+        started: ngx_time() as u64,
+        from_client: 0,
+        to_client: 0,
+        frames_from_client: 0,
+        revoke: false,
+    };
+    let Some(mut locked) = Locked::new(zone) else {
+        return;
+    };
+    let record = locked.add(view);
+    drop(locked);
+    s.zone = zone;
+    match record {
+        Some(rec) => {
+            s.record = rec;
+            TRACKED.with(|t| t.borrow_mut().push(ptr::from_mut(s)));
+            arm_sync();
+        }
+        None => zone::warn_full(s.log(), zone),
+    }
+}
+
+thread_local! {
+    /// This worker's sessions that have a zone record.
+    static TRACKED: RefCell<Vec<*mut Session>> = const { RefCell::new(Vec::new()) };
+    static SYNC: std::cell::Cell<*mut ngx_event_t> = const { std::cell::Cell::new(ptr::null_mut()) };
+}
+
+/// Starts the worker's sync timer if it is not running.
+unsafe fn arm_sync() {
+    let mut ev = SYNC.with(|e| e.get());
+    if ev.is_null() {
+        ev = ngx_pcalloc((*ngx_cycle).pool, mem::size_of::<ngx_event_t>()) as *mut ngx_event_t;
+        if ev.is_null() {
+            return;
+        }
+        (*ev).handler = Some(sync_handler);
+        (*ev).log = (*ngx_cycle).log;
+        // As for nginx's own worker-wide timers: debug logging reads `data` for an ident.
+        (*ev).data = ngx_cycle.cast::<c_void>();
+        // The sessions' own timers keep a shutting-down worker alive, not this one.
+        (*ev).set_cancelable(1);
+        SYNC.with(|e| e.set(ev));
+    }
+    if (*ev).timer_set() == 0 {
+        ngx_add_timer(ev, SYNC_EVERY);
+    }
+}
+
+/// Writes every tracked session's counters to the zone, then ends the revoked ones.
+unsafe extern "C" fn sync_handler(_ev: *mut ngx_event_t) {
+    let sessions = TRACKED.with(|t| t.borrow().clone());
+    let mut revoked = Vec::new();
+    let mut zone = sessions.first().and_then(|&s| Locked::new((*s).zone));
+    if let Some(locked) = zone.as_mut() {
+        for &s in &sessions {
+            let stats = (*s).stats().unwrap_or_default();
+            if locked.update((*s).record, stats) {
+                revoked.push(s);
+            }
+        }
+    }
+    drop(zone);
+    for s in revoked {
+        // Still tracked: an earlier session of this list may have ended since.
+        if TRACKED.with(|t| t.borrow().contains(&s)) {
+            if let Some(relay) = (*s).relay.as_mut() {
+                relay.revoke();
+            }
+            run_from_event(s);
+        }
+    }
+    if TRACKED.with(|t| !t.borrow().is_empty()) {
+        arm_sync();
+    }
 }
 
 fn now() -> Msec {
@@ -154,7 +337,9 @@ unsafe extern "C" fn target_handler(ev: *mut ngx_event_t) {
 }
 
 unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
-    run_from_event((*ev).data as *mut Session);
+    let c = (*ev).data as *mut ngx_connection_t;
+    let r = (*c).data as *mut ngx_http_request_t;
+    run_from_event(*(*r).ctx.add(ngx_http_websockify_module.ctx_index) as *mut Session);
 }
 
 /// From an event that is not the client's: ending the request may only post it
@@ -324,17 +509,42 @@ unsafe fn close_target(s: &mut Session) {
     }
 }
 
-/// Pool cleanup: the request is going away (finished, or terminated by nginx).
-unsafe extern "C" fn cleanup(data: *mut c_void) {
+/// The request is closing (finished, or terminated by nginx), before its access log line:
+/// the session ends here on every path.
+unsafe extern "C" fn session_ending(data: *mut c_void) {
     let s = &mut *(data as *mut Session);
     if !s.resolving.is_null() {
         ngx_resolve_name_done(s.resolving);
+        s.resolving = ptr::null_mut();
     }
     if s.timer.timer_set() != 0 {
         ngx_del_timer(&mut s.timer);
     }
     say_going_away(s);
     close_target(s);
+    untrack(s);
+}
+
+/// Takes the session out of the zone, counted by how it ended.
+unsafe fn untrack(s: &mut Session) {
+    if s.record.is_null() {
+        return;
+    }
+    let me = ptr::from_mut(s);
+    TRACKED.with(|t| t.borrow_mut().retain(|&x| x != me));
+    let cause = s.end().map_or(core::Cause::Client, |e| e.cause);
+    let stats = s.stats().unwrap_or_default();
+    if let Some(mut zone) = Locked::new(s.zone) {
+        zone.remove(s.record, cause, stats);
+    }
+    s.record = ptr::null_mut();
+}
+
+/// Pool cleanup: the session's memory goes with the request.
+unsafe extern "C" fn cleanup(data: *mut c_void) {
+    let s = &mut *(data as *mut Session);
+    // Already done by session_ending unless the request never reached its close.
+    session_ending(data);
     ptr::drop_in_place(s);
 }
 
@@ -342,12 +552,11 @@ unsafe extern "C" fn cleanup(data: *mut c_void) {
 /// client with a close 1001 rather than cutting the connection, if the relay can.
 unsafe fn say_going_away(s: &mut Session) {
     let c = s.client();
-    if (*c).fd == -1 {
-        return;
-    }
     let Some((note, frame)) = s.relay.as_mut().and_then(Relay::going_away) else {
         return;
     };
-    log_note((*c).log, note);
-    send(c, frame);
+    if (*c).fd != -1 {
+        log_note((*c).log, note);
+        send(c, frame);
+    }
 }

@@ -9,4 +9,4 @@ mod glue;
 pub mod sim;
 
 #[cfg(not(any(test, fuzzing)))]
-pub(crate) use glue::{fail, start, Session};
+pub(crate) use glue::{fail, session_of, start, Session};

@@ -266,6 +266,8 @@ struct World<'a> {
     /// When the server revokes the session, if it does.
     revoke_at: Option<Msec>,
     revoked: bool,
+    /// When nginx ends the session itself (worker shutdown), if it does.
+    shutdown_at: Option<Msec>,
     /// Every action goes to the log (SIM_TRACE=1 when replaying a seed).
     trace: bool,
     /// The relay gave up on the target (reset, or a send timeout).
@@ -348,6 +350,7 @@ impl<'a> World<'a> {
             bound: 0,
             revoke_at: None,
             revoked: false,
+            shutdown_at: None,
             trace: std::env::var_os("SIM_TRACE").is_some(),
             target_fault: false,
             expired_at: None,
@@ -362,6 +365,9 @@ impl<'a> World<'a> {
         self.bound = self.cfg.buffer_size;
         if self.dice.percent(10) {
             self.revoke_at = Some(self.dice.range(0, 60_000));
+        }
+        if self.dice.percent(5) {
+            self.shutdown_at = Some(self.dice.range(0, 60_000));
         }
         if self.dice.percent(20) {
             self.client.produce(&mut self.dice);
@@ -430,6 +436,9 @@ impl<'a> World<'a> {
             self.note(format_args!("revoke"));
             self.relay.revoke();
             self.run_relay()?;
+        }
+        if self.end.is_none() && self.shutdown_at.is_some_and(|at| self.clock.now >= at) {
+            self.shut_down();
         }
         if self.dice.percent(85) || draining {
             self.run_relay()?;
@@ -634,6 +643,21 @@ impl<'a> World<'a> {
         Err("the relay never waited (livelock)".into())
     }
 
+    /// nginx terminates the request: one best-effort send of what the relay offers.
+    fn shut_down(&mut self) {
+        let reset = self.client.reset;
+        let offer = self.relay.going_away().map(|(_, bytes)| bytes.to_vec());
+        if let Some(bytes) = offer {
+            if !reset {
+                let n = bytes.len().min(self.r2c.space());
+                self.r2c.data.extend(&bytes[..n]);
+            }
+        }
+        self.end = self.relay.end();
+        let end = self.end;
+        self.note(format_args!("shutdown: {end:?}"));
+    }
+
     /// Invariants after every step.
     fn check(&self) -> Result<(), String> {
         let up = &self.target.got;
@@ -748,7 +772,17 @@ impl<'a> World<'a> {
                 );
             }
             Cause::SendTimeout => {}
-            Cause::Shutdown => return Err("shutdown without nginx ending the session".into()),
+            Cause::Shutdown => {
+                ensure!(
+                    self.shutdown_at.is_some(),
+                    "shutdown without nginx ending the session"
+                );
+                ensure!(
+                    c.got_close.is_none() || c.got_close == Some(Some(CLOSE_GOING_AWAY)),
+                    "shutdown sent close {:?}",
+                    c.got_close
+                );
+            }
             Cause::Lifetime => {
                 let lifetime = self.cfg.lifetime.unwrap_or(Msec::MAX);
                 ensure!(

@@ -1,0 +1,397 @@
+//! What the status location shows: live sessions and totals, as JSON or in the Prometheus
+//! text format. Plain data copied out of the shared zone under its lock and rendered after
+//! the lock is released; nginx-free and unit-tested.
+
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+
+use crate::relay::core::Cause;
+
+/// Bytes of text kept in a fixed-size field (shared memory holds no pointers).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Text<const N: usize> {
+    len: u8,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> Text<N> {
+    /// `s` cut to N bytes (and 255) at a UTF-8 boundary.
+    pub fn new(s: &[u8]) -> Self {
+        let mut n = s.len().min(N).min(usize::from(u8::MAX));
+        while n > 0 && core::str::from_utf8(&s[..n]).is_err() {
+            n -= 1;
+        }
+        let mut bytes = [0u8; N];
+        bytes[..n].copy_from_slice(&s[..n]);
+        Self {
+            len: n as u8,
+            bytes,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        let b = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        core::str::from_utf8(b).unwrap_or_default()
+    }
+}
+
+/// One live session.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Session {
+    pub id: Text<32>,
+    pub pid: i64,
+    pub client: Text<48>,
+    pub target: Text<96>,
+    pub location: Text<64>,
+    /// Unix time of the 101.
+    pub started: u64,
+    pub from_client: u64,
+    pub to_client: u64,
+    pub frames_from_client: u64,
+    /// `DELETE` asked the owning worker to end it.
+    pub revoke: bool,
+}
+
+/// Counters over the zone's life (they survive reloads with the zone).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Totals {
+    pub accepted: u64,
+    /// Sessions that worked but found the zone full.
+    pub untracked: u64,
+    pub closed: [u64; Cause::ALL.len()],
+    /// Payload bytes of sessions that ended.
+    pub from_client: u64,
+    pub to_client: u64,
+}
+
+impl Totals {
+    pub fn closed(&mut self, cause: Cause, from_client: u64, to_client: u64) {
+        if let Some(n) = self.closed.get_mut(cause.index()) {
+            *n += 1;
+        }
+        self.from_client += from_client;
+        self.to_client += to_client;
+    }
+}
+
+pub struct Snapshot {
+    pub sessions: Vec<Session>,
+    pub totals: Totals,
+}
+
+/// The form `?format=` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Prometheus,
+}
+
+impl Format {
+    /// From the request's query string; None for a format we do not know.
+    pub fn from_args(args: &[u8]) -> Option<Self> {
+        let value = args
+            .split(|&b| b == b'&')
+            .find_map(|kv| kv.strip_prefix(b"format="));
+        match value {
+            None | Some(b"json") => Some(Self::Json),
+            Some(b"prometheus") => Some(Self::Prometheus),
+            Some(_) => None,
+        }
+    }
+}
+
+/// The session id in `<location>/sessions/<id>`, if the URI is that.
+pub fn session_id<'a>(location: &[u8], uri: &'a [u8]) -> Option<&'a [u8]> {
+    let rest = uri.strip_prefix(location)?;
+    let rest = rest.strip_prefix(b"/").unwrap_or(rest);
+    let id = rest.strip_prefix(b"sessions/")?;
+    let ok = !id.is_empty() && id.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+    ok.then_some(id)
+}
+
+impl Snapshot {
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Json => self.json(),
+            Format::Prometheus => self.prometheus(),
+        }
+    }
+
+    fn live_bytes(&self) -> (u64, u64) {
+        self.sessions
+            .iter()
+            .fold((0, 0), |(f, t), s| (f + s.from_client, t + s.to_client))
+    }
+
+    fn json(&self) -> String {
+        let mut out = String::from("{\"sessions\":[");
+        for (i, s) in self.sessions.iter().enumerate() {
+            let _ = write!(
+                out,
+                "{}{{\"id\":{},\"pid\":{},\"client\":{},\"target\":{},\"location\":{},\
+                 \"started\":{},\"bytes_from_client\":{},\"bytes_to_client\":{},\
+                 \"frames_from_client\":{}}}",
+                if i > 0 { "," } else { "" },
+                json_str(s.id.as_str()),
+                s.pid,
+                json_str(s.client.as_str()),
+                json_str(s.target.as_str()),
+                json_str(s.location.as_str()),
+                s.started,
+                s.from_client,
+                s.to_client,
+                s.frames_from_client
+            );
+        }
+        let t = &self.totals;
+        let (live_from, live_to) = self.live_bytes();
+        let _ = write!(
+            out,
+            "],\"active\":{},\"accepted\":{},\"untracked\":{},\"closed\":{{",
+            self.sessions.len(),
+            t.accepted,
+            t.untracked
+        );
+        for (i, cause) in Cause::ALL.iter().enumerate() {
+            let n = t.closed.get(i).copied().unwrap_or_default();
+            let _ = write!(
+                out,
+                "{}\"{}\":{n}",
+                if i > 0 { "," } else { "" },
+                cause.as_str()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "}},\"bytes_from_client\":{},\"bytes_to_client\":{}}}",
+            t.from_client + live_from,
+            t.to_client + live_to
+        );
+        out
+    }
+
+    fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let t = &self.totals;
+        let mut targets: Vec<(&str, u64, u64, u64)> = Vec::new();
+        for s in &self.sessions {
+            let target = s.target.as_str();
+            match targets.iter_mut().find(|(name, ..)| *name == target) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += s.from_client;
+                    e.3 += s.to_client;
+                }
+                None => targets.push((target, 1, s.from_client, s.to_client)),
+            }
+        }
+        targets.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        metric(
+            &mut out,
+            "websockify_sessions",
+            "gauge",
+            "Live WebSocket sessions, by target.",
+        );
+        for (target, n, ..) in &targets {
+            let _ = writeln!(
+                out,
+                "websockify_sessions{{target=\"{}\"}} {n}",
+                label(target)
+            );
+        }
+        metric(
+            &mut out,
+            "websockify_sessions_accepted_total",
+            "counter",
+            "Sessions that were answered with 101.",
+        );
+        let _ = writeln!(out, "websockify_sessions_accepted_total {}", t.accepted);
+        metric(
+            &mut out,
+            "websockify_sessions_closed_total",
+            "counter",
+            "Sessions that ended, by cause.",
+        );
+        for (i, cause) in Cause::ALL.iter().enumerate() {
+            let n = t.closed.get(i).copied().unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "websockify_sessions_closed_total{{cause=\"{}\"}} {n}",
+                cause.as_str()
+            );
+        }
+        metric(
+            &mut out,
+            "websockify_sessions_untracked_total",
+            "counter",
+            "Sessions that worked but were not recorded: the zone was full.",
+        );
+        let _ = writeln!(out, "websockify_sessions_untracked_total {}", t.untracked);
+        metric(
+            &mut out,
+            "websockify_payload_bytes_total",
+            "counter",
+            "Payload bytes relayed by ended and live sessions, by direction.",
+        );
+        let (live_from, live_to) = self.live_bytes();
+        let _ = writeln!(
+            out,
+            "websockify_payload_bytes_total{{direction=\"from_client\"}} {}",
+            t.from_client + live_from
+        );
+        let _ = writeln!(
+            out,
+            "websockify_payload_bytes_total{{direction=\"to_client\"}} {}",
+            t.to_client + live_to
+        );
+        metric(
+            &mut out,
+            "websockify_live_payload_bytes",
+            "gauge",
+            "Payload bytes relayed so far by live sessions, by target and direction.",
+        );
+        for (target, _, from, to) in &targets {
+            let target = label(target);
+            let _ = writeln!(
+                out,
+                "websockify_live_payload_bytes{{target=\"{target}\",direction=\"from_client\"}} {from}"
+            );
+            let _ = writeln!(
+                out,
+                "websockify_live_payload_bytes{{target=\"{target}\",direction=\"to_client\"}} {to}"
+            );
+        }
+        out
+    }
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str, target: &str, from: u64, to: u64) -> Session {
+        Session {
+            id: Text::new(id.as_bytes()),
+            pid: 42,
+            client: Text::new(b"127.0.0.1"),
+            target: Text::new(target.as_bytes()),
+            location: Text::new(b"/websockify"),
+            started: 1_700_000_000,
+            from_client: from,
+            to_client: to,
+            frames_from_client: 3,
+            revoke: false,
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        let mut totals = Totals {
+            accepted: 5,
+            untracked: 1,
+            ..Totals::default()
+        };
+        totals.closed(Cause::Client, 10, 20);
+        totals.closed(Cause::Revoked, 1, 2);
+        Snapshot {
+            sessions: vec![
+                session("42-7", "127.0.0.1:5901", 100, 200),
+                session("42-9", "127.0.0.1:5901", 1, 2),
+                session("43-1", "vnc\"b\\", 0, 5),
+            ],
+            totals,
+        }
+    }
+
+    #[test]
+    fn json_lists_sessions_and_totals() {
+        let j = snapshot().render(Format::Json);
+        assert!(j.starts_with("{\"sessions\":[{\"id\":\"42-7\",\"pid\":42,\"client\":\"127.0.0.1\",\"target\":\"127.0.0.1:5901\",\"location\":\"/websockify\",\"started\":1700000000,\"bytes_from_client\":100,\"bytes_to_client\":200,\"frames_from_client\":3}"), "{j}");
+        assert!(j.contains("\"target\":\"vnc\\\"b\\\\\""), "{j}");
+        assert!(
+            j.contains("],\"active\":3,\"accepted\":5,\"untracked\":1,\"closed\":{\"client\":1,"),
+            "{j}"
+        );
+        assert!(j.contains("\"revoked\":1}"), "{j}");
+        assert!(
+            j.ends_with(",\"bytes_from_client\":112,\"bytes_to_client\":229}\n"),
+            "{j}"
+        );
+    }
+
+    #[test]
+    fn prometheus_has_help_type_and_labels() {
+        let p = snapshot().render(Format::Prometheus);
+        for line in [
+            "# TYPE websockify_sessions gauge",
+            "websockify_sessions{target=\"127.0.0.1:5901\"} 2",
+            "websockify_sessions{target=\"vnc\\\"b\\\\\"} 1",
+            "websockify_sessions_accepted_total 5",
+            "websockify_sessions_closed_total{cause=\"client\"} 1",
+            "websockify_sessions_closed_total{cause=\"idle\"} 0",
+            "websockify_sessions_untracked_total 1",
+            "websockify_payload_bytes_total{direction=\"from_client\"} 112",
+            "websockify_live_payload_bytes{target=\"127.0.0.1:5901\",direction=\"to_client\"} 202",
+        ] {
+            assert!(p.lines().any(|l| l == line), "missing {line:?} in\n{p}");
+        }
+        assert!(p.ends_with('\n'));
+    }
+
+    #[test]
+    fn query_and_paths() {
+        assert_eq!(Format::from_args(b""), Some(Format::Json));
+        assert_eq!(
+            Format::from_args(b"x=1&format=prometheus"),
+            Some(Format::Prometheus)
+        );
+        assert_eq!(Format::from_args(b"format=xml"), None);
+        assert_eq!(
+            session_id(b"/status", b"/status/sessions/42-7"),
+            Some(&b"42-7"[..])
+        );
+        assert_eq!(
+            session_id(b"/status/", b"/status/sessions/42-7"),
+            Some(&b"42-7"[..])
+        );
+        assert_eq!(session_id(b"/status", b"/status/sessions/"), None);
+        assert_eq!(session_id(b"/status", b"/status/sessions/../x"), None);
+        assert_eq!(session_id(b"/status", b"/status"), None);
+    }
+
+    #[test]
+    fn text_is_cut_at_a_char_boundary() {
+        let t: Text<4> = Text::new("aé€".as_bytes());
+        assert_eq!(t.as_str(), "aé");
+    }
+}

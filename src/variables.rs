@@ -1,0 +1,80 @@
+//! Per-session variables for `log_format` (the access log line is written when the session
+//! ends): `$websockify_session_id`, `$websockify_bytes_from_client`,
+//! `$websockify_bytes_to_client`, `$websockify_frames_from_client`,
+//! `$websockify_close_code`, `$websockify_close_cause`, `$websockify_target`.
+
+use core::ptr;
+
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t,
+    ngx_pnalloc, ngx_str_t, NGX_HTTP_VAR_NOCACHEABLE,
+};
+
+use crate::relay::{self, Session};
+
+const NGX_OK: ngx_int_t = 0;
+const NGX_ERROR: ngx_int_t = -1;
+
+type Get = fn(&Session) -> Option<String>;
+
+const VARIABLES: [(&str, Get); 7] = [
+    ("websockify_session_id", |s| s.id().map(str::to_owned)),
+    ("websockify_bytes_from_client", |s| {
+        s.stats().map(|st| st.from_client.to_string())
+    }),
+    ("websockify_bytes_to_client", |s| {
+        s.stats().map(|st| st.to_client.to_string())
+    }),
+    ("websockify_frames_from_client", |s| {
+        s.stats().map(|st| st.frames_from_client.to_string())
+    }),
+    ("websockify_close_code", |s| {
+        s.end().and_then(|e| e.code).map(|c| c.to_string())
+    }),
+    ("websockify_close_cause", |s| {
+        s.end().map(|e| e.cause.as_str().to_owned())
+    }),
+    ("websockify_target", |s| s.target_name().map(str::to_owned)),
+];
+
+/// Preconfiguration: registers the variables.
+pub unsafe extern "C" fn add(cf: *mut ngx_conf_t) -> ngx_int_t {
+    for (i, (name, _)) in VARIABLES.iter().enumerate() {
+        let mut name = ngx_str_t {
+            len: name.len(),
+            data: name.as_ptr().cast_mut(),
+        };
+        let v = ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as usize);
+        if v.is_null() {
+            return NGX_ERROR;
+        }
+        (*v).get_handler = Some(get);
+        (*v).data = i;
+    }
+    NGX_OK
+}
+
+unsafe extern "C" fn get(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    let value = relay::session_of(r)
+        .zip(VARIABLES.get(data))
+        .and_then(|(s, (_, get))| get(s));
+    let Some(value) = value else {
+        (*v).set_not_found(1);
+        return NGX_OK;
+    };
+    let p = ngx_pnalloc((*r).pool, value.len()) as *mut u8;
+    if p.is_null() {
+        return NGX_ERROR;
+    }
+    ptr::copy_nonoverlapping(value.as_ptr(), p, value.len());
+    (*v).set_len(value.len() as u32);
+    (*v).set_valid(1);
+    (*v).set_no_cacheable(1);
+    (*v).set_not_found(0);
+    (*v).data = p;
+    NGX_OK
+}

@@ -1,0 +1,313 @@
+//! `websockify_zone name size;`: a shared memory zone that records every live session of
+//! every worker, as `limit_conn_zone` and the upstream `zone` keep theirs (slab allocator,
+//! the pool's mutex, a zone reused across reloads when its name and size stay the same).
+//! Each record belongs to the worker that owns the session: only that worker writes its
+//! bytes and removes it. Other workers reach a session through its record's `revoke`
+//! flag, which the owner reads on its sync timer.
+
+use core::ffi::{c_char, c_void};
+use core::{mem, ptr};
+
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_t, ngx_int_t, ngx_log_t, ngx_parse_size, ngx_pid, ngx_queue_t,
+    ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc,
+    ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, ngx_time,
+    NGX_LOG_EMERG, NGX_LOG_WARN,
+};
+use ngx::{ngx_conf_log_error, ngx_log_error};
+
+use crate::module::ngx_http_websockify_module;
+use crate::relay::core::{Cause, Stats};
+use crate::status::{Session, Snapshot, Totals};
+
+const NGX_OK: ngx_int_t = 0;
+const NGX_ERROR: ngx_int_t = -1;
+const CONF_OK: *mut c_char = ptr::null_mut();
+const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
+/// A full zone is reported at most this often per worker.
+const FULL_WARNING_EVERY: i64 = 60;
+
+pub struct MainConf {
+    pub zone: *mut ngx_shm_zone_t,
+}
+
+/// What the zone holds, at the start of its slab pool's memory.
+#[repr(C)]
+struct Shared {
+    sessions: ngx_queue_t,
+    totals: Totals,
+}
+
+#[repr(C)]
+pub struct Record {
+    /// First: a queue link is a record's address.
+    link: ngx_queue_t,
+    session: Session,
+}
+
+/// Per configuration cycle; `shm_zone->data`.
+struct ZoneCtx {
+    shpool: *mut ngx_slab_pool_t,
+    sh: *mut Shared,
+}
+
+pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
+    let conf = ngx::ffi::ngx_pcalloc((*cf).pool, mem::size_of::<MainConf>()) as *mut MainConf;
+    conf.cast()
+}
+
+/// `websockify_zone name size;`
+pub unsafe extern "C" fn set_zone(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let conf = &mut *(conf as *mut MainConf);
+    let args = &*(*cf).args;
+    let args = core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts);
+    let (Some(name), Some(size)) = (args.get(1), args.get(2)) else {
+        return CONF_ERROR;
+    };
+    if !conf.zone.is_null() {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "\"websockify_zone\" directive is duplicate"
+        );
+        return CONF_ERROR;
+    }
+    let mut size_str = *size;
+    let bytes = ngx_parse_size(&mut size_str);
+    let min = 8 * ngx::ffi::ngx_pagesize as isize;
+    if bytes == NGX_ERROR || bytes < min {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "invalid zone size \"{}\" in \"websockify_zone\" directive, it must be at least {}k",
+            String::from_utf8_lossy(size.as_bytes()),
+            min / 1024
+        );
+        return CONF_ERROR;
+    }
+    let mut name = *name;
+    let zone = ngx_shared_memory_add(
+        cf,
+        &mut name,
+        bytes as usize,
+        ptr::addr_of_mut!(ngx_http_websockify_module).cast(),
+    );
+    if zone.is_null() {
+        return CONF_ERROR;
+    }
+    if !(*zone).data.is_null() {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "websockify_zone \"{}\" is already defined",
+            String::from_utf8_lossy(name.as_bytes())
+        );
+        return CONF_ERROR;
+    }
+    let ctx = ngx::ffi::ngx_pcalloc((*cf).pool, mem::size_of::<ZoneCtx>()) as *mut ZoneCtx;
+    if ctx.is_null() {
+        return CONF_ERROR;
+    }
+    (*zone).data = ctx.cast();
+    (*zone).init = Some(init_zone);
+    conf.zone = zone;
+    CONF_OK
+}
+
+/// The zone another directive names with `zone=NAME` (0 size: it must be defined).
+pub unsafe fn find(cf: *mut ngx_conf_t, name: &mut ngx_str_t) -> *mut ngx_shm_zone_t {
+    ngx_shared_memory_add(
+        cf,
+        name,
+        0,
+        ptr::addr_of_mut!(ngx_http_websockify_module).cast(),
+    )
+}
+
+unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
+    let ctx = &mut *((*zone).data as *mut ZoneCtx);
+    if let Some(old) = (data as *mut ZoneCtx).as_ref() {
+        // A reload with the same name and size: the old workers' sessions stay listed.
+        ctx.shpool = old.shpool;
+        ctx.sh = old.sh;
+        return NGX_OK;
+    }
+    ctx.shpool = (*zone).shm.addr as *mut ngx_slab_pool_t;
+    if (*zone).shm.exists != 0 {
+        ctx.sh = (*ctx.shpool).data as *mut Shared;
+        return NGX_OK;
+    }
+    let sh = ngx_slab_alloc(ctx.shpool, mem::size_of::<Shared>()) as *mut Shared;
+    if sh.is_null() {
+        return NGX_ERROR;
+    }
+    ptr::write_bytes(sh, 0, 1);
+    let q = ptr::addr_of_mut!((*sh).sessions);
+    (*q).prev = q;
+    (*q).next = q;
+    (*ctx.shpool).data = sh.cast();
+    // A full zone is this module's to report, once a minute, not the allocator's at crit.
+    (*ctx.shpool).set_log_nomem(0);
+    ctx.sh = sh;
+    NGX_OK
+}
+
+/// The zone's memory, locked for as long as this lives.
+pub struct Locked {
+    ctx: *mut ZoneCtx,
+}
+
+impl Locked {
+    pub unsafe fn new(zone: *mut ngx_shm_zone_t) -> Option<Self> {
+        let ctx = (*zone).data as *mut ZoneCtx;
+        if ctx.is_null() || (*ctx).sh.is_null() {
+            return None;
+        }
+        ngx_shmtx_lock(&mut (*(*ctx).shpool).mutex);
+        Some(Self { ctx })
+    }
+
+    fn sh(&mut self) -> &mut Shared {
+        // SAFETY: initialised by init_zone; the lock is held.
+        unsafe { &mut *(*self.ctx).sh }
+    }
+
+    /// Every record, oldest first.
+    fn records(&mut self) -> Vec<*mut Record> {
+        let head = ptr::addr_of_mut!(self.sh().sessions);
+        let mut out = Vec::new();
+        // SAFETY: the queue links only records of this zone; the lock is held.
+        unsafe {
+            let mut q = (*head).next;
+            while q != head {
+                out.push(q.cast::<Record>());
+                q = (*q).next;
+            }
+        }
+        out
+    }
+
+    /// Records a new session; None when the zone is full (counted as untracked).
+    pub fn add(&mut self, session: Session) -> Option<*mut Record> {
+        self.sh().totals.accepted += 1;
+        // SAFETY: the slab pool of this zone, locked.
+        let rec = unsafe {
+            ngx_slab_alloc_locked((*self.ctx).shpool, mem::size_of::<Record>()) as *mut Record
+        };
+        if rec.is_null() {
+            self.sh().totals.untracked += 1;
+            return None;
+        }
+        let head = ptr::addr_of_mut!(self.sh().sessions);
+        // SAFETY: a fresh record inserted at the queue's tail (ngx_queue_insert_tail).
+        unsafe {
+            ptr::addr_of_mut!((*rec).session).write(session);
+            let link = ptr::addr_of_mut!((*rec).link);
+            (*link).prev = (*head).prev;
+            (*(*link).prev).next = link;
+            (*link).next = head;
+            (*head).prev = link;
+        }
+        Some(rec)
+    }
+
+    /// Writes the session's counters; true when `DELETE` asked to end it.
+    pub fn update(&mut self, rec: *mut Record, stats: Stats) -> bool {
+        // SAFETY: a record this worker added and has not removed; the lock is held.
+        let s = unsafe { &mut (*rec).session };
+        s.from_client = stats.from_client;
+        s.to_client = stats.to_client;
+        s.frames_from_client = stats.frames_from_client;
+        s.revoke
+    }
+
+    /// The session ended: its record goes, the totals count it.
+    pub fn remove(&mut self, rec: *mut Record, cause: Cause, stats: Stats) {
+        self.sh()
+            .totals
+            .closed(cause, stats.from_client, stats.to_client);
+        self.free(rec);
+    }
+
+    fn free(&mut self, rec: *mut Record) {
+        // SAFETY: unlinks (ngx_queue_remove) and frees a record of this zone, locked.
+        unsafe {
+            let link = ptr::addr_of_mut!((*rec).link);
+            (*(*link).next).prev = (*link).prev;
+            (*(*link).prev).next = (*link).next;
+            ngx_slab_free_locked((*self.ctx).shpool, rec.cast());
+        }
+    }
+
+    /// Marks the session with this id to be ended by its worker; false when none has it.
+    pub fn revoke(&mut self, id: &[u8]) -> bool {
+        let found = self.records().into_iter().find(|&rec| {
+            // SAFETY: records of this zone, locked.
+            unsafe { (*rec).session.id.as_str().as_bytes() == id }
+        });
+        if let Some(rec) = found {
+            // SAFETY: as above.
+            unsafe { (*rec).session.revoke = true };
+        }
+        found.is_some()
+    }
+
+    /// A copy of every record and the totals, after dropping records of workers that are
+    /// gone (a crashed worker never removed its own).
+    pub fn snapshot(&mut self) -> Snapshot {
+        let mut sessions = Vec::new();
+        for rec in self.records() {
+            // SAFETY: records of this zone, locked.
+            let s = unsafe { (*rec).session };
+            if alive(s.pid) {
+                sessions.push(s);
+            } else {
+                self.free(rec);
+            }
+        }
+        Snapshot {
+            sessions,
+            totals: self.sh().totals,
+        }
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: locked in `new`.
+        unsafe { ngx_shmtx_unlock(&mut (*(*self.ctx).shpool).mutex) };
+    }
+}
+
+fn alive(pid: i64) -> bool {
+    extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let gone = unsafe { kill(pid as i32, 0) } == -1
+        && std::io::Error::last_os_error().raw_os_error() == Some(3); // ESRCH
+                                                                      // SAFETY: this worker's own pid, set at its start.
+    pid == i64::from(unsafe { ngx_pid }) || !gone
+}
+
+/// Logs that the zone is full, at most once a minute per worker.
+pub unsafe fn warn_full(log: *mut ngx_log_t, zone: *mut ngx_shm_zone_t) {
+    thread_local! {
+        static LAST: core::cell::Cell<i64> = const { core::cell::Cell::new(i64::MIN) };
+    }
+    let now = ngx_time();
+    if LAST.with(|l| now.saturating_sub(l.get()) < FULL_WARNING_EVERY) {
+        return;
+    }
+    LAST.with(|l| l.set(now));
+    let name = String::from_utf8_lossy((*zone).shm.name.as_bytes()).into_owned();
+    ngx_log_error!(
+        NGX_LOG_WARN,
+        log,
+        "websockify: zone \"{name}\" is full, sessions work but are not listed (websockify_sessions_untracked_total)"
+    );
+}

@@ -1,0 +1,214 @@
+# Operating consoles: per-session variables in the access log, the shared zone and its
+# status endpoint (JSON, Prometheus) across two workers, ending a session from the server,
+# session lifetime, caps with limit_conn.
+use lib 't/lib';
+use Test::Nginx::Socket;
+use WsTest;
+use WsRecipes;
+
+workers(2);
+master_on();
+
+run_tests();
+Test::More::done_testing();
+
+sub status_json {
+    my ($path) = @_;
+    my $r = http_raw("GET " . ($path // '/websockify-status') . " HTTP/1.0\r\nHost: x\r\n\r\n",
+        port => rand_port(3));
+    return ($r->{status}, $r->{body} // '', $r->{headers});
+}
+
+sub operate_conf {
+    my ($lifetime) = @_;
+    return recipe('operate.conf',
+        'listen 127.0.0.1:6080;' => 'listen 127.0.0.1:$TEST_NGINX_RAND_PORT_3 reuseport;',
+        '127.0.0.1:5901' => '127.0.0.1:$TEST_NGINX_RAND_PORT_1',
+        '/var/log/nginx/websockify.log' => 'logs/ws.log',
+        '8h' => $lifetime // '8h');
+}
+
+__DATA__
+
+=== TEST 1: the status lists each live session of both workers, field by field, bytes exact
+--- http_config eval: main::operate_conf()
+--- config
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n");
+my @s;
+for my $i (1 .. 4) {   # limit_conn per_client 4
+    my $c = ws_connect(port => rand_port(3), path => "/websockify?desk=$i");
+    is $c->{status}, 101, "$T: session $i opened";
+    $c->read_data(12, 5);
+    $c->send(ws_frame(payload => 'x' x (100 * $i)));
+    push @s, $c;
+}
+wait_until { $t->connections == 4 && $t->data_len(4) == 400 } 5;
+sleep 1.2;    # the owners write their counters to the zone every 500 ms
+my ($st, $body, $h) = main::status_json();
+is $st, 200, "$T: status 200";
+like $h->{'content-type'}, qr{^application/json}, "$T: JSON";
+my $j = eval { require JSON::PP; JSON::PP::decode_json($body) } or diag $body;
+is scalar @{ $j->{sessions} }, 4, "$T: four sessions listed";
+is $j->{active}, 4, "$T: active";
+is $j->{accepted}, 4, "$T: accepted";
+my %pids = map { $_->{pid} => 1 } @{ $j->{sessions} };
+my %ups = map { $_->{bytes_from_client} => 1 } @{ $j->{sessions} };
+is_deeply [sort { $a <=> $b } keys %ups], [100, 200, 300, 400], "$T: bytes from each client, exact";
+for my $x (@{ $j->{sessions} }) {
+    is $x->{bytes_to_client}, 12, "$T: $x->{id}: bytes to client";
+    is $x->{frames_from_client}, 1, "$T: $x->{id}: frames";
+    is $x->{client}, '127.0.0.1', "$T: $x->{id}: client";
+    is $x->{target}, '127.0.0.1:' . rand_port(1), "$T: $x->{id}: target";
+    is $x->{location}, '/websockify', "$T: $x->{id}: location";
+    like $x->{id}, qr/^$x->{pid}-\d+$/, "$T: $x->{id}: id names the worker";
+    cmp_ok abs($x->{started} - time), '<', 30, "$T: $x->{id}: start time";
+}
+ok kill(0, $_), "$T: pid $_ is a live worker" for keys %pids;
+is $j->{bytes_from_client}, 1000, "$T: total bytes from clients";
+$_->send(ws_close_frame(1000)) for @s;
+ok wait_until(sub { my (undef, $b) = main::status_json(); $b =~ /"active":0,/ }, 5), "$T: sessions leave the zone when they end";
+my (undef, $after) = main::status_json();
+like $after, qr/"closed":\{"client":4,/, "$T: counted as closed by the client";
+like $after, qr/"bytes_from_client":1000,"bytes_to_client":48\}/, "$T: totals keep the ended sessions' bytes";
+--- no_error_log
+[alert]
+[crit]
+
+=== TEST 2: Prometheus text exposition
+--- http_config eval: main::operate_conf()
+--- config
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n");
+my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=1');
+is $c->{status}, 101, "$T: session";
+$c->read_data(12, 5);
+$c->send(ws_frame(payload => 'abc'));
+sleep 1.2;
+my ($st, $body, $h) = main::status_json('/websockify-status?format=prometheus');
+is $st, 200, "$T: 200";
+like $h->{'content-type'}, qr{^text/plain; version=0\.0\.4}, "$T: content type";
+my $p = rand_port(1);
+for my $line ("# TYPE websockify_sessions gauge",
+              "websockify_sessions{target=\"127.0.0.1:$p\"} 1",
+              "# TYPE websockify_sessions_accepted_total counter",
+              "websockify_sessions_accepted_total 1",
+              "websockify_sessions_closed_total{cause=\"revoked\"} 0",
+              "websockify_sessions_untracked_total 0",
+              "websockify_payload_bytes_total{direction=\"from_client\"} 3",
+              "websockify_payload_bytes_total{direction=\"to_client\"} 12",
+              "websockify_live_payload_bytes{target=\"127.0.0.1:$p\",direction=\"from_client\"} 3") {
+    ok((grep { $_ eq $line } split /\n/, $body), "$T: $line") or diag $body;
+}
+my ($bad) = main::status_json('/websockify-status?format=xml');
+is $bad, 400, "$T: unknown format is 400";
+
+=== TEST 3: DELETE ends a session wherever it lives: close 4000 "revoked", logged
+--- http_config eval: main::operate_conf()
+--- config
+    location /st2 {
+        websockify_status zone=consoles;
+        add_header X-Pid $pid always;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my ($cross, $worst, %owners) = (0, 0);
+for my $i (1 .. 12) {
+    my $c = ws_connect(port => rand_port(3), path => "/websockify?desk=$i");
+    is $c->{status}, 101, "$T: session $i";
+    $c->read_data(12, 5);
+    my (undef, $body) = main::status_json();
+    my ($id, $pid) = $body =~ /"id":"((\d+)-\d+)"/ or do { fail "$T: listed"; next };
+    $owners{$pid}++;
+    my $t0 = time;
+    my $d = http_raw("DELETE /st2/sessions/$id HTTP/1.0\r\nHost: x\r\n\r\n");
+    is $d->{status}, 202, "$T: DELETE accepted";
+    $cross++ if ($d->{headers}{'x-pid'} // $pid) != $pid;
+    my $f = $c->read_until_opcode(8, 5);
+    my $dt = time - $t0;
+    $worst = $dt if $dt > $worst;
+    is $f && $f->{code}, 4000, "$T: close 4000";
+    is $f && substr($f->{payload}, 2), 'revoked', "$T: reason revoked";
+    ok $c->wait_eof(5), "$T: connection closed";
+    ok wait_until(sub { $t->eof($i) }, 5), "$T: target closed";
+}
+diag sprintf "revoked within %.3f s at most; %d of 12 across workers", $worst, $cross;
+cmp_ok $cross, '>=', 1, "$T: some sessions were revoked from the other worker";
+is scalar(keys %owners), 2, "$T: sessions lived on both workers";
+cmp_ok $worst, '<', 2, "$T: every revoke took effect within 2 s";
+my $d = http_raw("DELETE /websockify-status/sessions/1-1 HTTP/1.0\r\nHost: x\r\n\r\n", port => rand_port(3));
+is $d->{status}, 404, "$T: unknown session is 404";
+my $g = http_raw("POST /websockify-status HTTP/1.0\r\nHost: x\r\n\r\n", port => rand_port(3));
+is $g->{status}, 405, "$T: other methods 405";
+ok wait_until(sub { access_log_text('ws.log') =~ /close=4000 cause=revoked/ }, 5), "$T: access log has code and cause";
+like error_log_text(), qr/\[info\].*websockify: session \d+-\d+ revoked through the status location/, "$T: info line for the DELETE";
+
+=== TEST 4: the session lifetime ends a session on time (4001 "expired"); a variable sets it
+--- http_config eval: main::operate_conf('1500ms')
+--- config
+    location /var {
+        set $life 2s;
+        websockify_session_timeout $life;
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+for my $case (['/websockify?desk=1', 1.5, rand_port(3)], ['/var', 2, server_port_client()]) {
+    my ($path, $want, $port) = @$case;
+    my $t0 = time;
+    my $c = ws_connect(port => $port, path => $path);
+    is $c->{status}, 101, "$T: $path: 101";
+    # keep the session busy: the lifetime is not an idle timeout
+    my $f;
+    while (time - $t0 < 6) {
+        $c->send(ws_frame(payload => 'ping'));
+        $f = $c->read_frame(0.2) or next;
+        last if $f->{opcode} == 8;
+    }
+    my $dt = time - $t0;
+    is $f && $f->{opcode}, 8, "$T: $path: closed";
+    is $f && $f->{code}, 4001, "$T: $path: close 4001";
+    is $f && substr($f->{payload}, 2), 'expired', "$T: $path: reason";
+    cmp_ok $dt, '>=', $want - 0.05, "$T: $path: not before $want s ($dt)";
+    cmp_ok $dt, '<', $want + 1.5, "$T: $path: on time ($dt)";
+}
+ok wait_until(sub { access_log_text('ws.log') =~ /close=4001 cause=lifetime/ }, 5), "$T: logged as lifetime";
+
+=== TEST 5: the access log line carries every session variable
+--- http_config eval: main::operate_conf()
+--- config
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=5');
+is $c->{status}, 101, "$T: 101";
+is $c->read_data(12, 5), "RFB 003.008\n", "$T: greeting";
+$c->send(ws_frame(payload => 'hello'));
+is $c->read_data(5, 5), 'hello', "$T: echo";
+$c->send(ws_frame(opcode => 9, payload => 'p'));
+$c->read_until_opcode(10, 5);
+$c->send(ws_close_frame(1000));
+$c->read_until_opcode(8, 5);
+my $p = rand_port(1);
+ok wait_until(sub { access_log_text('ws.log') =~ /session=/ }, 5), "$T: line written";
+like access_log_text('ws.log'),
+    qr{"/websockify\?desk=5" 101 session=\d+-\d+ target=127\.0\.0\.1:$p up=5 down=17 frames=3 close=1000 cause=client time=},
+    "$T: every field";
+
+=== TEST 6: limit_conn refuses a second viewer of the same desktop with 503, before the 101
+--- http_config eval: main::operate_conf()
+--- config
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my $a = ws_connect(port => rand_port(3), path => '/websockify?desk=7');
+is $a->{status}, 101, "$T: first viewer";
+sleep 0.2;
+my $b = ws_connect(port => rand_port(3), path => '/websockify?desk=7');
+is $b->{status}, 503, "$T: second viewer of the same desktop";
+my $other = ws_connect(port => rand_port(3), path => '/websockify?desk=8');
+is $other->{status}, 101, "$T: another desktop";
+ok wait_until(sub { $t->connections == 2 }, 5), "$T: two sessions reached the target";
+sleep 0.3;
+is $t->connections, 2, "$T: the refused one never did";
+$a->send(ws_close_frame(1000));
+$a->read_until_opcode(8, 5);
+ok wait_until(sub { my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=7'); $c->{status} == 101 }, 5), "$T: free again once the first ended";
