@@ -11,6 +11,11 @@ package WsTest;
 # * Mock targets are forked Perl processes listening on 127.0.0.1 (or a unix
 #   socket); they record every connection, the bytes received and whether EOF was
 #   seen, into files.  They are killed at the end of the block (and in END).
+# * Every block fails when its error log shows a fault: `[alert]`, `[crit]`, `[emerg]`,
+#   or a worker that exited on a signal or with a non-zero code, unless the block's
+#   `--- error_log` expects that level (or `--- must_die` expects `[emerg]`).  nginx
+#   runs with a master process so that a crashed worker is logged and replaced, and
+#   the log is read once more after the block's own checks.
 
 use strict;
 use warnings;
@@ -33,6 +38,7 @@ our @EXPORT = qw(
     ws_frame ws_close_frame ws_parse_frame ws_request ws_accept ws_key
     ws_connect http_raw mock_target prng_bytes rand_port server_port_client
     ws_tmp wait_until slurp describe_diff error_log_text access_log_text fill_backlog
+    nginx_worker_pids worker_rss_kb
 );
 
 our $T;    # current block name, for test names
@@ -58,8 +64,59 @@ $SIG{PIPE} = 'IGNORE';
 
 Test::Nginx::Socket::no_shuffle();
 
+# Without a master a crashed worker takes nginx down and logs nothing; valgrind runs
+# (Test::Nginx forces the master off there) see crashes in valgrind's own report.
+Test::Nginx::Socket::master_on() if !$Test::Nginx::Util::UseValgrind;
+
+# Error log lines that fail a block unless it expects them (level => pattern).
+my @FAULTS = (
+    [alert => '[alert]'],
+    [crit  => '[crit]'],
+    [emerg => '[emerg]'],
+    [undef, 'exited on signal'],
+    [undef, qr/worker process \d+ exited with (?:fatal )?code [1-9]/],
+);
+my @BLOCK_FAULTS;    # the patterns the current block must not log
+my $BLOCK_OK;        # the current block has the preprocessor's `location = /ok`
+
+sub _as_list ($) {
+    my $v = shift;
+    return () if !defined $v;
+    return @$v if ref $v eq 'ARRAY';
+    return ($v) if ref $v;
+    return grep { length } split /\n+/, $v;
+}
+
+# True when a section (string, regexp or list) names the level, as text or as a regexp.
+sub _mentions_level ($$) {
+    my ($v, $level) = @_;
+    return scalar grep { "$_" =~ /\\?\[\Q$level\E/ } _as_list($v);
+}
+
+sub _block_faults ($) {
+    my $block = shift;
+    my @f;
+    for my $fault (@FAULTS) {
+        my ($level, $pat) = @$fault;
+        if (defined $level) {
+            next if _mentions_level($block->error_log, $level);
+            next if $level eq 'emerg' && defined $block->must_die;
+        }
+        push @f, $pat;
+    }
+    return @f;
+}
+
 Test::Nginx::Socket::add_block_preprocessor(sub {
     my $block = shift;
+
+    @BLOCK_FAULTS = _block_faults($block);
+    my @no = _as_list($block->no_error_log);
+    for my $pat (@BLOCK_FAULTS) {
+        push @no, $pat if !grep { "$_" eq "$pat" } @no;
+    }
+    $block->set_value('no_error_log', \@no);
+    $BLOCK_OK = 0;
 
     if (!defined $block->main_config) {
         $block->set_value('main_config', 'load_module $TEST_NGINX_WEBSOCKIFY_SO;');
@@ -76,8 +133,35 @@ Test::Nginx::Socket::add_block_preprocessor(sub {
         my $config = $block->config // '';
         $config .= "\n    location = /ok { return 200 \"ok\\n\"; }\n";
         $block->set_value('config', $config);
+        $BLOCK_OK = 1;
     }
 });
+
+# Faults logged after the block's error log was checked (a worker that crashed while
+# its last sessions ended) still fail the block.
+Test::Nginx::Socket::add_test_cleanup_handler(sub {
+    my $block = shift;
+    my $lines = Test::Nginx::Util::error_log_data() // [];
+    for my $line (@$lines) {
+        for my $pat (@BLOCK_FAULTS) {
+            next if !(ref $pat ? $line =~ $pat : index($line, $pat) >= 0);
+            chomp(my $l = $line);
+            Test::More::fail($block->name . " - after the checks, the error log shows: $l");
+            last;
+        }
+    }
+});
+
+# After a ws_test: one more request, answered only after the worker went through the
+# events of the sessions that just ended, so that a crash there is in the log when
+# Test::Nginx reads it.
+sub _still_serving () {
+    my $c = eval {
+        http_raw("GET /ok HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            timeout => 5);
+    };
+    Test::More::is($c && $c->{status}, 200, "$T - nginx still answers after the ws_test");
+}
 
 Test::Nginx::Socket::add_response_body_check(sub {
     my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
@@ -107,6 +191,7 @@ Test::Nginx::Socket::add_response_body_check(sub {
         Test::More::fail("$name - ws_test died: $@");
     }
     stop_all_targets();
+    _still_serving() if $BLOCK_OK;
 });
 
 END { stop_all_targets() }
@@ -149,6 +234,28 @@ sub error_log_text () {
 # Content of logs/NAME under the server root (e.g. a custom access_log).
 sub access_log_text ($) {
     return slurp(Test::Nginx::Util::server_root() . "/logs/$_[0]") // '';
+}
+
+# The pids of nginx's worker processes (the master's children; nginx itself when it
+# runs without a master).
+sub nginx_worker_pids () {
+    my $master = slurp($Test::Nginx::Util::PidFile) // '';
+    ($master) = $master =~ /(\d+)/ or return ();
+    my @w;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $d = slurp($stat) // next;
+        # pid (comm) state ppid: comm may hold spaces, so split after its last ')'
+        my ($pid, $rest) = $d =~ /^(\d+) \(.*\) (.*)$/s or next;
+        my (undef, $ppid) = split / /, $rest;
+        push @w, $pid if $ppid == $master;
+    }
+    return @w ? sort { $a <=> $b } @w : ($master);
+}
+
+# VmRSS of a process in kB (undef when it is gone).
+sub worker_rss_kb ($) {
+    my $status = slurp("/proc/$_[0]/status") // return undef;
+    return $status =~ /^VmRSS:\s+(\d+) kB/m ? $1 : undef;
 }
 
 # Fills the accept queue of a listener that never accepts (mock_target(backlog =>
