@@ -38,7 +38,7 @@ our @EXPORT = qw(
     ws_frame ws_close_frame ws_parse_frame ws_request ws_accept ws_key
     ws_connect http_raw mock_target prng_bytes rand_port server_port_client
     ws_tmp wait_until slurp describe_diff error_log_text access_log_text fill_backlog
-    nginx_worker_pids worker_rss_kb
+    nginx_worker_pids worker_rss_kb close_ok log_line
 );
 
 our $T;    # current block name, for test names
@@ -231,6 +231,13 @@ sub error_log_text () {
     return substr($d, $pos > length $d ? 0 : $pos);
 }
 
+# A regexp for one error_log line of a connection: exactly this level and message,
+# then nginx's context (an optional " while <action>", then ", client: ").
+sub log_line ($$) {
+    my ($level, $msg) = @_;
+    return qr/\[\Q$level\E\] \d+#\d+: \*\d+ \Q$msg\E(?: while [^,\n]*)?, client: /;
+}
+
 # Content of logs/NAME under the server root (e.g. a custom access_log).
 sub access_log_text ($) {
     return slurp(Test::Nginx::Util::server_root() . "/logs/$_[0]") // '';
@@ -408,6 +415,26 @@ sub ws_request {
     my $req = sprintf("%s %s %s\r\n", $o{method} // 'GET', $path, $o{version} // 'HTTP/1.1');
     $req .= "$_->[0]: $_->[1]\r\n" for @out;
     return "$req\r\n";
+}
+
+# Reads up to the server's close frame and asserts its status code (undef: a close
+# frame without a body), that nginx then closes the connection, and that not one byte
+# follows the close frame.  Data frames before it go to {skipped_data}, as in
+# read_until_opcode.  Returns the close frame (undef when none came).
+sub close_ok {
+    my ($c, $code, $what, $timeout) = @_;
+    $timeout //= 5;
+    my $f = $c->read_until_opcode(8, $timeout);
+    if (defined $code) {
+        Test::More::is($f && $f->{code}, $code, "$T: $what: close $code");
+    } else {
+        Test::More::ok($f && $f->{payload} eq '', "$T: $what: close frame without a body");
+    }
+    Test::More::ok($c->wait_eof($timeout), "$T: $what: connection closed after the close frame");
+    my $after = $c->{buf};
+    Test::More::is(length $after, 0, "$T: $what: no byte after the close frame")
+        or Test::More::diag("after the close frame: " . unpack('H*', substr($after, 0, 32)));
+    return $f;
 }
 
 # ---------------------------------------------------------------- client
