@@ -38,7 +38,7 @@ our @EXPORT = qw(
     ws_frame ws_close_frame ws_parse_frame ws_request ws_accept ws_key
     ws_connect http_raw mock_target prng_bytes rand_port server_port_client
     ws_tmp wait_until slurp describe_diff error_log_text access_log_text fill_backlog
-    nginx_worker_pids worker_rss_kb close_ok log_line
+    nginx_worker_pids worker_rss_kb close_ok log_line error_log_count
 );
 
 our $T;    # current block name, for test names
@@ -229,6 +229,12 @@ sub error_log_text () {
     my $d = slurp($Test::Nginx::Util::ErrLogFile) // '';
     my $pos = $Test::Nginx::Util::ErrLogFilePos || 0;
     return substr($d, $pos > length $d ? 0 : $pos);
+}
+
+# How many lines of error_log_text() match the regexp.
+sub error_log_count ($) {
+    my $re = shift;
+    return scalar grep { $_ =~ $re } split /\n/, error_log_text();
 }
 
 # A regexp for one error_log line of a connection: exactly this level and message,
@@ -442,13 +448,15 @@ sub close_ok {
 sub _connect_sock {
     my %o = @_;
     my $port = $o{port} // server_port_client();
-    my $sock = IO::Socket::INET->new(PeerAddr => $o{addr} // '127.0.0.1', PeerPort => $port,
-        Proto => 'tcp', Timeout => 5)
+    my $addr = $o{addr} // '127.0.0.1';
+    my $sock = IO::Socket::INET->new(Proto => 'tcp')
+        or die "socket: $!\n";
+    # Buffer sizes before connect(): the window scale is fixed by the handshake.
+    setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $o{rcvbuf}) if $o{rcvbuf};
+    setsockopt($sock, SOL_SOCKET, SO_SNDBUF, $o{sndbuf}) if $o{sndbuf};
+    $sock->connect(Socket::pack_sockaddr_in($port, Socket::inet_aton($addr)))
         or die "cannot connect to nginx on port $port: $!\n";
     setsockopt($sock, IPPROTO_TCP, TCP_NODELAY, 1);
-    if ($o{rcvbuf}) {
-        setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $o{rcvbuf});
-    }
     if ($o{tls}) {
         require IO::Socket::SSL;
         IO::Socket::SSL->start_SSL($sock, SSL_verify_mode => 0,
@@ -508,10 +516,10 @@ sub new {
 
 sub sock { $_[0]{sock} }
 
-# Reads what is available (waiting up to $timeout); returns bytes read, 0 on EOF,
-# undef on timeout.
+# Reads what is available, at most $max bytes (1 MiB), waiting up to $timeout;
+# returns bytes read, 0 on EOF, undef on timeout.
 sub read_some {
-    my ($self, $timeout) = @_;
+    my ($self, $timeout, $max) = @_;
     return 0 if $self->{eof};
     my $s = $self->{sock};
     my $pending = $self->{tls} && $s->pending;
@@ -519,7 +527,7 @@ sub read_some {
         my $sel = IO::Select->new($s);
         return undef if !$sel->can_read($timeout < 0 ? 0 : $timeout);
     }
-    my $n = sysread($s, my $data, 1 << 20);
+    my $n = sysread($s, my $data, $max // (1 << 20));
     if (!defined $n) {
         return undef if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
         if ($self->{tls} && $IO::Socket::SSL::SSL_ERROR
@@ -664,6 +672,31 @@ sub read_data {
     return $data;
 }
 
+# Reads like a client on a slow link: at most $rate bytes a second, in reads of at
+# most $chunk bytes (16 KiB), until $len bytes of data frames arrived, the connection
+# closed or $timeout passed.  Returns the data; control frames go to {control}.
+sub read_paced {
+    my ($self, $len, $rate, $timeout, $chunk) = @_;
+    my $start = time;
+    my $deadline = $start + $timeout;
+    my ($wire, $data) = (0, '');
+    while (length($data) < $len && time < $deadline) {
+        my $ahead = $wire / $rate - (time - $start);
+        sleep $ahead if $ahead > 0;
+        my $n = $self->read_some(0.2, $chunk // 16384);
+        $wire += $n if $n;
+        while (my $f = WsTest::ws_parse_frame(\$self->{buf})) {
+            if ($f->{opcode} >= 8) {
+                push @{ $self->{control} }, $f;
+            } else {
+                $data .= $f->{payload};
+            }
+        }
+        last if $self->{eof};
+    }
+    return $data;
+}
+
 # Reads frames until one with the given opcode arrives; returns it (undef on
 # timeout/EOF).  Data frames seen meanwhile are appended to {skipped_data}.
 sub read_until_opcode {
@@ -707,13 +740,18 @@ package WsTest;
 #             echo => 1 (send back what is received),
 #             send => [SEED, LEN] (send LEN prng bytes after the banner),
 #             send_data => bytes (after the banner),
+#             flood => 1 (then send without end, as fast as the peer takes it),
 #             close_after_send => 1 (close once everything queued was written),
 #             close_after => seconds (close the connection that long after accept),
+#             reset_after => seconds (reset it, RST, that long after accept),
+#             sndbuf => bytes (SO_SNDBUF of each accepted connection),
 #             accept_delay => seconds (sleep before the first accept),
 #             read_delay => seconds (do not read for that long after accept),
 #             backlog => N, no_accept => 1 (never accept))
 # Returns an object: ->connections, ->data(i), ->eof(i), ->wait_data(len, t),
-# ->wait_eof(t), ->wait_connections(n, t), ->stop.  i counts from 1.
+# ->wait_eof(t), ->wait_connections(n, t), ->sent(i) (bytes the target managed to
+# write), ->closed(i), ->wait_closed(t, i) (the target's side ended: it saw EOF, a
+# write failed, or it was told to close), ->stop.  i counts from 1.
 sub mock_target {
     my %o = @_;
     my $dir = File::Temp::tempdir('target-XXXXXX', DIR => $TMP, CLEANUP => 1);
@@ -769,19 +807,35 @@ sub _target_main {
     }
 }
 
+sub _write_file {
+    my ($f, $v) = @_;
+    open my $fh, '>', "$f.tmp" or return;
+    print $fh $v;
+    close $fh;
+    rename "$f.tmp", $f;
+}
+
 sub _target_conn {
     my ($c, $base, $o) = @_;
     open my $mark, '>', $base; close $mark;
     open my $rec, '>>:raw', "$base.data" or die;
     $rec->autoflush(1);
     $c->blocking(0);
+    setsockopt($c, SOL_SOCKET, SO_SNDBUF, $o->{sndbuf}) if $o->{sndbuf};
+    my $sent = 0;
     my $out = ($o->{banner} // '') . ($o->{send_data} // '');
     $out .= prng_bytes($o->{send}[0], $o->{send}[1]) if $o->{send};
     my $start = time;
     my $peer_eof = 0;
     my $sel = IO::Select->new($c);
+    my $flood = $o->{flood} ? prng_bytes('flood', 65536) : undef;
     while (1) {
+        $out .= $flood if defined $flood && length $out < 65536;
         if ($o->{close_after} && time - $start >= $o->{close_after}) { last }
+        if ($o->{reset_after} && time - $start >= $o->{reset_after}) {
+            setsockopt($c, SOL_SOCKET, Socket::SO_LINGER(), pack('ii', 1, 0));
+            last;
+        }
         if ($o->{close_after_send} && $out eq '') { last }
         if ($peer_eof && $out eq '') { last }
         my $reading = !$peer_eof && !($o->{read_delay} && time - $start < $o->{read_delay});
@@ -802,6 +856,8 @@ sub _target_conn {
             my $n = syswrite($c, $out, length($out) > 262144 ? 262144 : length $out);
             if (defined $n) {
                 substr($out, 0, $n) = '';
+                $sent += $n;
+                _write_file("$base.sent", $sent);
             } elsif ($! != EAGAIN && $! != EINTR) {
                 last;
             }
@@ -831,6 +887,15 @@ sub data { my ($self, $i) = @_; WsTest::slurp("$self->{dir}/conn." . ($i // 1) .
 sub data_len { my ($self, $i) = @_; -s "$self->{dir}/conn." . ($i // 1) . ".data" || 0 }
 
 sub eof { my ($self, $i) = @_; -e "$self->{dir}/conn." . ($i // 1) . ".eof" ? 1 : 0 }
+
+sub sent { my ($self, $i) = @_; WsTest::slurp("$self->{dir}/conn." . ($i // 1) . ".sent") || 0 }
+
+sub closed { my ($self, $i) = @_; -e "$self->{dir}/conn." . ($i // 1) . ".closed" ? 1 : 0 }
+
+sub wait_closed {
+    my ($self, $timeout, $i) = @_;
+    return WsTest::wait_until(sub { $self->closed($i) }, $timeout) ? 1 : 0;
+}
 
 sub wait_data {
     my ($self, $len, $timeout, $i) = @_;
