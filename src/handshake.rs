@@ -34,6 +34,13 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
+/// True if the Sec-WebSocket-Protocol list `value` offers `name`. Subprotocol names
+/// match case-sensitively (RFC 6455 4.1, 4.2.2; RFC 7936): the client fails the
+/// connection unless the answer is one of the values it sent, byte for byte.
+fn offers(value: &[u8], name: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| t.trim_ascii() == name)
+}
+
 /// is_get: method is GET; http11: request is HTTP/1.1; headers: every request header
 /// (name, value) in order, names case-insensitive, possibly repeated.
 pub fn check<'a, I>(is_get: bool, http11: bool, headers: I) -> Result<Accept, Reject>
@@ -62,8 +69,8 @@ where
             // Repeated headers must all say 13.
             version = Some(version.unwrap_or(true) && value == b"13");
         } else if name.eq_ignore_ascii_case(b"sec-websocket-protocol") {
-            binary |= has_token(value, b"binary");
-            base64 |= has_token(value, b"base64");
+            binary |= offers(value, b"binary");
+            base64 |= offers(value, b"base64");
         }
     }
     if !upgrade {
@@ -168,6 +175,22 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.protocol, Some("binary"));
+    }
+
+    #[test]
+    fn subprotocols_match_case_sensitively() {
+        let pick = |v: &'static [u8]| {
+            let a = with(&[(b"Sec-WebSocket-Protocol", v)]).unwrap();
+            (a.protocol, a.mode)
+        };
+        // Not offered, so never answered: a browser fails a connection whose answer is
+        // not one of its own values byte for byte.
+        assert_eq!(pick(b"BINARY"), (None, Mode::Binary));
+        assert_eq!(pick(b"Binary"), (None, Mode::Binary));
+        assert_eq!(pick(b"BASE64"), (None, Mode::Binary));
+        assert_eq!(pick(b"Base64, BINARY"), (None, Mode::Binary));
+        assert_eq!(pick(b"BINARY, base64"), (Some("base64"), Mode::Base64));
+        assert_eq!(pick(b"BASE64, binary"), (Some("binary"), Mode::Binary));
     }
 
     #[test]

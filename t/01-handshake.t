@@ -26,12 +26,10 @@ is $f && $f->{opcode}, 2, "$T: banner comes as a binary frame";
 is $f && $f->{payload}, "RFB 003.008\n", "$T: banner bytes";
 ok $f && !$f->{masked}, "$T: server frame is unmasked";
 is $t->connections, 1, "$T: one target connection";
---- error_log eval
-qr/websockify/
+$c->send(ws_close_frame(1000));
+close_ok($c, 1000, 'close reply');
 --- no_error_log
 [error]
-[crit]
-[alert]
 
 
 
@@ -116,8 +114,8 @@ my $c = http_raw(ws_request(method => 'POST', headers => { 'Content-Length' => 0
 is $c->{status}, 400, "$T: status";
 sleep 0.3;
 is $t->connections, 0, "$T: target never connected";
---- error_log
-websockify: bad handshake:
+--- error_log eval
+WsTest::log_line(info => 'websockify: bad handshake: method is not GET')
 
 
 
@@ -130,8 +128,8 @@ my $c = http_raw(ws_request(headers => { 'Sec-WebSocket-Key' => undef }));
 is $c->{status}, 400, "$T: status";
 sleep 0.3;
 is $t->connections, 0, "$T: target never connected";
---- error_log
-websockify: bad handshake:
+--- error_log eval
+WsTest::log_line(info => 'websockify: bad handshake: missing or repeated Sec-WebSocket-Key')
 
 
 
@@ -144,10 +142,10 @@ for my $key (encode_base64('12345678', ''), encode_base64('x' x 17, ''), '!!!!no
     my $c = http_raw(ws_request(key => $key));
     is $c->{status}, 400, "$T: status for key $key";
 }
+my $line = log_line(info => 'websockify: bad handshake: Sec-WebSocket-Key is not 16 bytes of base64');
+is scalar(() = error_log_text() =~ /$line/g), 3, "$T: one info line per key";
 sleep 0.3;
 is $t->connections, 0, "$T: target never connected";
---- error_log
-websockify: bad handshake:
 
 
 
@@ -160,10 +158,10 @@ my $c = http_raw(ws_request(headers => { Upgrade => undef, Connection => 'keep-a
 is $c->{status}, 400, "$T: no Upgrade";
 $c = http_raw(ws_request(headers => { Upgrade => 'h2c' }));
 is $c->{status}, 400, "$T: Upgrade: h2c";
+my $line = log_line(info => 'websockify: bad handshake: missing "Upgrade: websocket"');
+is scalar(() = error_log_text() =~ /$line/g), 2, "$T: one info line per request";
 sleep 0.3;
 is $t->connections, 0, "$T: target never connected";
---- error_log
-websockify: bad handshake:
 
 
 
@@ -178,10 +176,10 @@ for my $conn ('keep-alive', 'upgrades', 'close, upgrade-insecure') {
 }
 my $c = http_raw(ws_request(headers => { Connection => undef }));
 is $c->{status}, 400, "$T: no Connection header";
+my $line = log_line(info => 'websockify: bad handshake: missing "Connection: upgrade"');
+is scalar(() = error_log_text() =~ /$line/g), 4, "$T: one info line per request";
 sleep 0.3;
 is $t->connections, 0, "$T: target never connected";
---- error_log
-websockify: bad handshake:
 
 
 
@@ -194,8 +192,8 @@ my $c = http_raw(ws_request(version => 'HTTP/1.0'));
 is $c->{status}, 400, "$T: status";
 sleep 0.3;
 is $t->connections, 0, "$T: target never connected";
---- error_log
-websockify: bad handshake:
+--- error_log eval
+WsTest::log_line(info => 'websockify: bad handshake: WebSocket needs HTTP/1.1')
 
 
 
@@ -209,12 +207,15 @@ for my $v ('8', '14') {
     is $c->{status}, 426, "$T: status for version $v";
     is $c->{headers}{'sec-websocket-version'}, '13', "$T: Sec-WebSocket-Version: 13";
 }
+my $line = log_line(info => 'websockify: bad handshake: unsupported Sec-WebSocket-Version');
+is scalar(() = error_log_text() =~ /$line/g), 2, "$T: one info line per request";
 my $c = http_raw(ws_request(headers => { 'Sec-WebSocket-Version' => undef }));
-like $c->{status}, qr/^(400|426)$/, "$T: missing version is rejected";
+is $c->{status}, 400, "$T: missing version -> 400";
+ok !exists $c->{headers}{'sec-websocket-version'}, "$T: no Sec-WebSocket-Version with the 400";
 sleep 0.3;
 is $t->connections, 0, "$T: target never connected";
---- error_log
-websockify: bad handshake:
+--- error_log eval
+WsTest::log_line(info => 'websockify: bad handshake: missing Sec-WebSocket-Version')
 
 
 
@@ -225,6 +226,34 @@ websockify: bad handshake:
 my $c = http_raw(ws_request(headers => { Upgrade => undef }));
 is $c->{status}, 400, "$T: status";
 --- error_log eval
-qr/\[info\] .*websockify: bad handshake:/
+WsTest::log_line(info => 'websockify: bad handshake: missing "Upgrade: websocket"')
 --- no_error_log
 [error]
+
+
+
+=== TEST 14: subprotocol names match case-sensitively: the answer is an offered value, byte for byte
+--- config
+    location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n");
+# offered => [answered Sec-WebSocket-Protocol or undef, opcode of the banner frame]
+for my $case (
+    ['BINARY'          => undef,    2],
+    ['Binary'          => undef,    2],
+    ['BASE64'          => undef,    2],
+    ['Base64, BINARY'  => undef,    2],
+    ['BINARY, base64'  => 'base64', 1],
+    ['BASE64, binary'  => 'binary', 2],
+) {
+    my ($offer, $answer, $op) = @$case;
+    my $c = ws_connect(protocol => $offer);
+    is $c->{status}, 101, "$T: $offer: 101";
+    is $c->{headers}{'sec-websocket-protocol'}, $answer,
+        "$T: $offer: answered " . ($answer // 'no Sec-WebSocket-Protocol');
+    my $f = $c->read_frame(5);
+    is $f && $f->{opcode}, $op, "$T: $offer: banner in a frame of opcode $op";
+    my $banner = $f && ($op == 1 ? decode_base64($f->{payload}) : $f->{payload});
+    is $banner, "RFB 003.008\n", "$T: $offer: banner";
+    $c->close;
+}

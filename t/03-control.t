@@ -61,10 +61,7 @@ is $c->{status}, 101, "$T: status";
 is $c->read_data(12, 5), "RFB 003.008\n", "$T: banner";
 $c->send(ws_frame(payload => 'last words'));
 $c->send(ws_close_frame(1000, 'bye'));
-my $f = $c->read_until_opcode(8, 3);
-ok $f, "$T: close reply";
-is $f && $f->{code}, 1000, "$T: code echoed";
-ok $c->wait_eof(3), "$T: server closed the TCP connection";
+close_ok($c, 1000, 'code echoed', 3);
 ok $t->wait_eof(3), "$T: target connection closed";
 is $t->data, 'last words', "$T: data before close delivered";
 
@@ -78,14 +75,12 @@ my $t = mock_target(port => rand_port(1));
 my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
 $c->send(ws_close_frame(4001, 'app'));
-my $f = $c->read_until_opcode(8, 3);
-is $f && $f->{code}, 4001, "$T: code 4001 echoed";
-ok $c->wait_eof(3), "$T: TCP closed";
+close_ok($c, 4001, 'code 4001 echoed', 3);
 ok $t->wait_eof(3), "$T: target closed";
 
 
 
-=== TEST 5: client close without a status code gets a close reply
+=== TEST 5: client close without a status code gets a close reply without one (echoed)
 --- config
     location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
 --- ws_test
@@ -93,10 +88,7 @@ my $t = mock_target(port => rand_port(1));
 my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
 $c->send(ws_close_frame(undef));
-my $f = $c->read_until_opcode(8, 3);
-ok $f, "$T: close reply";
-ok !$f || length($f->{payload}) == 0 || $f->{code} == 1000, "$T: empty or 1000";
-ok $c->wait_eof(3), "$T: TCP closed";
+close_ok($c, undef, 'close reply', 3);
 ok $t->wait_eof(3), "$T: target closed";
 
 
@@ -112,10 +104,9 @@ my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
 my $got = $c->read_data(12 + length $payload, 5);
 is describe_diff($got, "RFB 003.008\n$payload"), 'identical', "$T: all target data before close";
-my $f = $c->read_until_opcode(8, 3);
-ok $f, "$T: close frame after target EOF";
-is $f && $f->{code}, 1000, "$T: code 1000";
-ok $c->wait_eof(3), "$T: TCP closed";
+close_ok($c, 1000, 'close after target EOF', 3);
+--- error_log eval
+WsTest::log_line(info => 'websockify: target closed the connection')
 
 
 
@@ -126,9 +117,7 @@ ok $c->wait_eof(3), "$T: TCP closed";
 my $t = mock_target(port => rand_port(1), close_after => 0.3);
 my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
-my $f = $c->read_until_opcode(8, 3);
-is $f && $f->{code}, 1000, "$T: close 1000";
-ok $c->wait_eof(3), "$T: TCP closed";
+close_ok($c, 1000, 'silent target closed', 3);
 
 
 
@@ -140,13 +129,11 @@ my $t = mock_target(port => rand_port(1));
 my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
 $c->send(ws_frame(payload => 'unmasked', mask => 0));
-my $f = $c->read_until_opcode(8, 3);
-is $f && $f->{code}, 1002, "$T: close 1002";
-ok $c->wait_eof(3), "$T: TCP closed";
+close_ok($c, 1002, 'unmasked', 3);
 ok $t->wait_eof(3), "$T: target closed";
 is $t->data, '', "$T: unmasked payload not relayed";
 --- error_log eval
-qr/websockify: .*1002/
+WsTest::log_line(info => 'websockify: closing with 1002: client frame is not masked')
 
 
 
@@ -159,12 +146,10 @@ for my $rsv (4, 2, 1) {
     my $c = ws_connect();
     is $c->{status}, 101, "$T: status";
     $c->send(ws_frame(payload => 'x', rsv => $rsv));
-    my $f = $c->read_until_opcode(8, 3);
-    is $f && $f->{code}, 1002, "$T: close 1002 for rsv $rsv";
-    ok $c->wait_eof(3), "$T: TCP closed";
+    close_ok($c, 1002, "rsv $rsv", 3);
 }
---- error_log eval
-qr/websockify: .*1002/
+my $line = log_line(info => 'websockify: closing with 1002: client frame has reserved bits set');
+is scalar(() = error_log_text() =~ /$line/g), 3, "$T: one info line per session";
 
 
 
@@ -177,12 +162,11 @@ for my $op (3, 7, 0xB, 0xF) {
     my $c = ws_connect();
     is $c->{status}, 101, "$T: status";
     $c->send(ws_frame(payload => 'x', opcode => $op));
-    my $f = $c->read_until_opcode(8, 3);
-    is $f && $f->{code}, 1002, "$T: close 1002 for opcode $op";
-    ok $c->wait_eof(3), "$T: TCP closed";
+    close_ok($c, 1002, "opcode $op", 3);
+    like error_log_text(),
+        log_line(info => "websockify: closing with 1002: client frame has unknown opcode $op"),
+        "$T: info line names opcode $op";
 }
---- error_log eval
-qr/websockify: .*1002/
 
 
 
@@ -194,11 +178,9 @@ my $t = mock_target(port => rand_port(1));
 my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
 $c->send(ws_frame(opcode => 9, fin => 0, payload => 'frag'));
-my $f = $c->read_until_opcode(8, 3);
-is $f && $f->{code}, 1002, "$T: close 1002";
-ok $c->wait_eof(3), "$T: TCP closed";
+close_ok($c, 1002, 'fragmented ping', 3);
 --- error_log eval
-qr/websockify: .*1002/
+WsTest::log_line(info => 'websockify: closing with 1002: client sent a fragmented control frame')
 
 
 
@@ -210,13 +192,11 @@ my $t = mock_target(port => rand_port(1));
 my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
 $c->send(ws_frame(opcode => 9, payload => 'p' x 126));
-my $f = $c->read_until_opcode(8, 3);
-is $f && $f->{code}, 1002, "$T: close 1002";
+close_ok($c, 1002, '126-byte ping', 3);
 ok !($c->{control} && grep { $_->{opcode} == 10 } @{ $c->{control} }), "$T: no pong";
-ok $c->wait_eof(3), "$T: TCP closed";
 ok $t->wait_eof(3), "$T: target closed";
 --- error_log eval
-qr/websockify: .*1002/
+WsTest::log_line(info => 'websockify: closing with 1002: client control frame is longer than 125 bytes')
 
 
 
@@ -229,11 +209,9 @@ my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
 $c->send(ws_frame(opcode => 2, fin => 0, payload => 'a'));
 $c->send(ws_frame(opcode => 2, fin => 1, payload => 'b'));
-my $f = $c->read_until_opcode(8, 3);
-is $f && $f->{code}, 1002, "$T: new data frame inside a fragmented message -> 1002";
-ok $c->wait_eof(3), "$T: TCP closed";
+close_ok($c, 1002, 'new data frame inside a fragmented message', 3);
 --- error_log eval
-qr/websockify: .*1002/
+WsTest::log_line(info => 'websockify: closing with 1002: client started a message inside a fragmented one')
 
 
 

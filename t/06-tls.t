@@ -44,8 +44,7 @@ $c->send(ws_frame(opcode => 9, payload => 'tls ping'));
 my $f = $c->read_until_opcode(10, 3);
 is $f && $f->{payload}, 'tls ping', "$T: pong over TLS";
 $c->send(ws_close_frame(1000));
-$f = $c->read_until_opcode(8, 3);
-is $f && $f->{code}, 1000, "$T: close reply over TLS";
+close_ok($c, 1000, 'close reply over TLS', 3);
 ok $t->wait_eof(3), "$T: target closed";
 
 
@@ -115,7 +114,7 @@ for (1 .. 3) {
     sleep 0.4;
 }
 $c->send(ws_close_frame(1000));
-ok $c->read_until_opcode(8, 3), "$T: close reply";
+close_ok($c, 1000, 'close reply', 3);
 $c->close;
 my $log = wait_until(sub { my $l = access_log_text('ws_access.log'); $l =~ /\n/ ? $l : undef }, 5) // '';
 my @lines = grep { /session=1/ } split /\n/, $log;
@@ -141,3 +140,57 @@ my $c = http_raw(ws_request());
 is $c->{status}, 502, "$T: 502";
 my $log = wait_until(sub { my $l = access_log_text('ws_access5.log'); $l =~ /\n/ ? $l : undef }, 5) // '';
 like $log, qr/^502\|127\.0\.0\.1:$port$/m, "$T: logged 502 and the target";
+
+
+
+=== TEST 6: wss: heartbeat pings that meet a full socket (a background tab) keep the session
+--- http_config
+    server {
+        # A fixed small send buffer (no autotuning): a few kB fill the socket.
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_2 ssl sndbuf=4k;
+        server_name localhost;
+        ssl_certificate $TEST_NGINX_WS_TMP/cert.pem;
+        ssl_certificate_key $TEST_NGINX_WS_TMP/key.pem;
+        location /ws {
+            websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+            websockify_ping_interval 1s;
+        }
+        # Pings every 10 ms fill whatever room the data left, so that one of them is
+        # the write that meets the full socket whatever the kernel's buffer sizes.
+        location /fast {
+            websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_3;
+            websockify_ping_interval 10ms;
+        }
+    }
+--- ws_test
+# An SSL_write that meets a full socket must be retried with the same buffer; a ping
+# moved between the attempts ends the session with "bad write retry".
+my %len = ('/ws' => 13000, '/fast' => 6000);
+my @t = (mock_target(port => rand_port(1), send => ['tls full', 13000], echo => 1),
+    mock_target(port => rand_port(3), send => ['tls full', 6000], echo => 1));
+my %c = map {
+    $_ => ws_connect(path => $_, port => rand_port(2), tls => 1, rcvbuf => 4096)
+} sort keys %len;
+is $c{$_}{status}, 101, "$T: $_: status" for sort keys %c;
+sleep 2.5;    # a background tab: nothing read
+for my $path (sort keys %c) {
+    my $c = $c{$path};
+    my $got = $c->read_data($len{$path}, 20);
+    is describe_diff($got, prng_bytes('tls full', $len{$path})), 'identical',
+        "$T: $path: every byte after the pause";
+    eval {
+        my $ping = grep({ $_->{opcode} == 9 } @{ $c->{control} // [] })
+            || $c->read_until_opcode(9, 5);
+        ok $ping, "$T: $path: pings came";
+        $c->send(ws_frame(opcode => 9, payload => 'after the pause'));
+        my $f = $c->read_until_opcode(10, 5);
+        is $f && $f->{payload}, 'after the pause', "$T: $path: the session still answers a ping";
+        $c->send(ws_frame(payload => 'still relaying'));
+        is $c->read_data(14, 5), 'still relaying', "$T: $path: and relays data both ways";
+        1;
+    } or fail("$T: $path: the session ended: $@");
+}
+is error_log_count(qr/bad write retry/), 0, "$T: no bad write retry";
+--- no_error_log
+[error]
+--- ws_timeout: 40

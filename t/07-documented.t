@@ -66,10 +66,10 @@ my $t = mock_target(port => rand_port(1));
 my $c = ws_connect(protocol => 'base64');
 is $c->{status}, 101, "$T: status";
 $c->send(ws_frame(opcode => 1, payload => '!!not base64!!'));
-my $f = $c->read_until_opcode(8, 3);
-is $f && $f->{code}, 1007, "$T: close 1007";
-ok $c->wait_eof(3), "$T: TCP closed";
+close_ok($c, 1007, 'invalid base64', 3);
 is $t->data, '', "$T: nothing relayed";
+--- error_log eval
+WsTest::log_line(info => 'websockify: closing with 1007: client sent invalid base64')
 
 
 
@@ -81,9 +81,9 @@ my $t = mock_target(port => rand_port(1));
 my $c = ws_connect(protocol => 'base64');
 is $c->{status}, 101, "$T: status";
 $c->send(ws_frame(opcode => 2, payload => 'raw'));
-my $f = $c->read_until_opcode(8, 3);
-is $f && $f->{code}, 1003, "$T: close 1003";
-ok $c->wait_eof(3), "$T: TCP closed";
+close_ok($c, 1003, 'binary frame in base64 mode', 3);
+--- error_log eval
+WsTest::log_line(info => 'websockify: closing with 1003: client sent a binary frame in base64 mode')
 
 
 
@@ -96,13 +96,14 @@ for my $code (999, 1005, 1006, 1015, 2999) {
     my $c = ws_connect();
     is $c->{status}, 101, "$T: status";
     $c->send(ws_close_frame($code));
-    my $f = $c->read_until_opcode(8, 3);
-    is $f && $f->{code}, 1002, "$T: close code $code -> 1002";
+    close_ok($c, 1002, "close code $code", 3);
 }
 my $c = ws_connect();
 $c->send(ws_frame(opcode => 8, payload => "\x03"));
-my $f = $c->read_until_opcode(8, 3);
-is $f && $f->{code}, 1002, "$T: 1-byte close payload -> 1002";
+close_ok($c, 1002, '1-byte close payload', 3);
+is error_log_count(log_line(info =>
+    'websockify: closing with 1002: client close frame has an invalid status code')), 6,
+    "$T: one info line per session";
 
 
 
@@ -114,8 +115,7 @@ my $t = mock_target(port => rand_port(1));
 my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
 $c->send(ws_close_frame(1000, "bad \xff\xfe utf8"));
-my $f = $c->read_until_opcode(8, 3);
-is $f && $f->{code}, 1007, "$T: close 1007";
+close_ok($c, 1007, 'close reason not UTF-8', 3);
 
 
 
@@ -129,9 +129,10 @@ is $f && $f->{code}, 1007, "$T: close 1007";
 my $t = mock_target(port => rand_port(1));
 my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
-my $f = $c->read_until_opcode(8, 4);
-is $f && $f->{code}, 1001, "$T: close 1001";
-ok $c->wait_eof(3), "$T: TCP closed";
+close_ok($c, 1001, 'idle', 4);
+--- error_log eval
+WsTest::log_line(info =>
+    'websockify: session timed out after 1000 ms without data, closing with 1001')
 
 
 
@@ -166,5 +167,46 @@ my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
 my $chunk = ws_frame(payload => prng_bytes('stuck', 1 << 20));
 eval { $c->send($chunk) for 1 .. 16; 1 } or note "client write stopped: $@";
-my $f = $c->read_until_opcode(8, 8);
-is $f && $f->{code}, 1011, "$T: close 1011";
+close_ok($c, 1011, 'send timeout towards the target', 8);
+--- error_log eval
+WsTest::log_line(error => 'websockify: sending to the target timed out')
+
+
+
+=== TEST 10: websockify_buffer_size below 256 stops nginx with the exact message
+--- config
+    location /ws { websockify_pass 127.0.0.1:5901; websockify_buffer_size 255; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] \d+#\d+: invalid value "255" in "websockify_buffer_size" directive, it must be a size from 256 to 16m in \S+:\d+$/
+
+
+
+=== TEST 11: websockify_buffer_size above 16m stops nginx with the exact message
+--- config
+    location /ws { websockify_pass 127.0.0.1:5901; websockify_buffer_size 16777217; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] \d+#\d+: invalid value "16777217" in "websockify_buffer_size" directive, it must be a size from 256 to 16m in \S+:\d+$/
+
+
+
+=== TEST 12: websockify_buffer_size 256 and 16m are accepted and relay byte-exact
+--- config
+    location /small {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_buffer_size 256;
+    }
+    location /large {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_buffer_size 16m;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1), echo => 1);
+for my $path ('/small', '/large') {
+    my $c = ws_connect(path => $path);
+    is $c->{status}, 101, "$T: $path: status";
+    my $data = prng_bytes("limits$path", 300000);
+    $c->send(ws_frame(payload => $data), 20);
+    is describe_diff($c->read_data(length $data, 20), $data), 'identical', "$T: $path: echoed";
+}

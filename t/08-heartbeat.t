@@ -45,21 +45,39 @@ is $t->data, 'still here', "$T: pongs never reach the target";
 my $t = mock_target(port => rand_port(1));
 my $c = ws_connect();
 is $c->{status}, 101, "$T: status";
-my $f = $c->read_until_opcode(8, 5);
-is $f && $f->{code}, 1001, "$T: close 1001 despite the pings";
+close_ok($c, 1001, 'idle despite the pings', 5);
 ok scalar(grep { $_->{opcode} == 9 } @{ $c->{control} // [] }) >= 2, "$T: pings were sent";
+--- error_log eval
+WsTest::log_line(info =>
+    'websockify: session timed out after 1500 ms without data, closing with 1001')
 
-=== TEST 3: off sends none
+=== TEST 3: off sends none, though the inherited interval would ping within the window
+--- http_config
+    websockify_ping_interval 1s;
 --- config
-    location /ws {
+    location /off {
         websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
         websockify_ping_interval off;
     }
+    location /inherited {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
 --- ws_test
 my $t = mock_target(port => rand_port(1));
-my $c = ws_connect();
-is $c->{status}, 101, "$T: status";
-ok !$c->read_frame(1.5), "$T: no frame in 1.5 s";
+my $off = ws_connect(path => '/off');
+my $on = ws_connect(path => '/inherited');
+is $off->{status}, 101, "$T: /off: status";
+is $on->{status}, 101, "$T: /inherited: status";
+# Both silent for 2.5 s: two periods of the http-level 1 s interval.
+sleep 2.5;
+$off->read_some(0.1);
+$on->read_some(0.1);
+my @off = map { $_->{opcode} } grep { $_ } map { ws_parse_frame(\$off->{buf}) } 1 .. 10;
+my @on = map { $_->{opcode} } grep { $_ } map { ws_parse_frame(\$on->{buf}) } 1 .. 10;
+is "@off", '', "$T: off: no frame in 2.5 s";
+cmp_ok scalar(grep { $_ == 9 } @on), '>=', 2, "$T: the inherited 1 s interval pinged (@on)";
+
+
 
 === TEST 4: an invalid interval stops nginx, naming directive and value
 --- config

@@ -102,7 +102,7 @@ my $c = ws_connect(path => $url);
 is $c->{status}, 403, "$T: status";
 sleep 0.2;
 is $t->connections, 0, "$T: the target saw no connection";
-like error_log_text(), qr/websockify: target "127\.0\.0\.1:$port" is not allowed/,
+like error_log_text(), log_line(error => qq{websockify: target "127.0.0.1:$port" is not allowed}),
     "$T: error_log names the target";
 --- no_error_log
 [crit]

@@ -35,6 +35,11 @@ fuzz_target!(|data: &[u8]| {
         headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(n.as_bytes())).map(|(_, v)| *v).collect()
     };
     let has = |n: &str, tok: &str| named(n).iter().any(|v| tokens(v).iter().any(|t| t == tok.as_bytes()));
+    // Subprotocol names are case-sensitive (RFC 6455 4.1: the answer must be one of the
+    // offered values).
+    let offers = |tok: &str| {
+        named("sec-websocket-protocol").iter().any(|v| v.split(|&b| b == b',').any(|t| trim(t) == tok.as_bytes()))
+    };
     let keys = named("sec-websocket-key");
     let versions = named("sec-websocket-version");
     let key_ok = keys.len() == 1
@@ -57,9 +62,9 @@ fuzz_target!(|data: &[u8]| {
             h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
             assert_eq!(a.accept.as_slice(), STANDARD.encode(h.finalize()).as_bytes());
             assert_eq!(a.accept, accept_key(key));
-            let want = if has("sec-websocket-protocol", "binary") {
+            let want = if offers("binary") {
                 (Some("binary"), Mode::Binary)
-            } else if has("sec-websocket-protocol", "base64") {
+            } else if offers("base64") {
                 (Some("base64"), Mode::Base64)
             } else {
                 (None, Mode::Binary)

@@ -11,6 +11,11 @@ package WsTest;
 # * Mock targets are forked Perl processes listening on 127.0.0.1 (or a unix
 #   socket); they record every connection, the bytes received and whether EOF was
 #   seen, into files.  They are killed at the end of the block (and in END).
+# * Every block fails when its error log shows a fault: `[alert]`, `[crit]`, `[emerg]`,
+#   or a worker that exited on a signal or with a non-zero code, unless the block's
+#   `--- error_log` expects that level (or `--- must_die` expects `[emerg]`).  nginx
+#   runs with a master process so that a crashed worker is logged and replaced, and
+#   the log is read once more after the block's own checks.
 
 use strict;
 use warnings;
@@ -33,6 +38,7 @@ our @EXPORT = qw(
     ws_frame ws_close_frame ws_parse_frame ws_request ws_accept ws_key
     ws_connect http_raw mock_target prng_bytes rand_port server_port_client
     ws_tmp wait_until slurp describe_diff error_log_text access_log_text fill_backlog
+    nginx_worker_pids worker_rss_kb close_ok log_line error_log_count
 );
 
 our $T;    # current block name, for test names
@@ -58,8 +64,59 @@ $SIG{PIPE} = 'IGNORE';
 
 Test::Nginx::Socket::no_shuffle();
 
+# Without a master a crashed worker takes nginx down and logs nothing; valgrind runs
+# (Test::Nginx forces the master off there) see crashes in valgrind's own report.
+Test::Nginx::Socket::master_on() if !$Test::Nginx::Util::UseValgrind;
+
+# Error log lines that fail a block unless it expects them (level => pattern).
+my @FAULTS = (
+    [alert => '[alert]'],
+    [crit  => '[crit]'],
+    [emerg => '[emerg]'],
+    [undef, 'exited on signal'],
+    [undef, qr/worker process \d+ exited with (?:fatal )?code [1-9]/],
+);
+my @BLOCK_FAULTS;    # the patterns the current block must not log
+my $BLOCK_OK;        # the current block has the preprocessor's `location = /ok`
+
+sub _as_list ($) {
+    my $v = shift;
+    return () if !defined $v;
+    return @$v if ref $v eq 'ARRAY';
+    return ($v) if ref $v;
+    return grep { length } split /\n+/, $v;
+}
+
+# True when a section (string, regexp or list) names the level, as text or as a regexp.
+sub _mentions_level ($$) {
+    my ($v, $level) = @_;
+    return scalar grep { "$_" =~ /\\?\[\Q$level\E/ } _as_list($v);
+}
+
+sub _block_faults ($) {
+    my $block = shift;
+    my @f;
+    for my $fault (@FAULTS) {
+        my ($level, $pat) = @$fault;
+        if (defined $level) {
+            next if _mentions_level($block->error_log, $level);
+            next if $level eq 'emerg' && defined $block->must_die;
+        }
+        push @f, $pat;
+    }
+    return @f;
+}
+
 Test::Nginx::Socket::add_block_preprocessor(sub {
     my $block = shift;
+
+    @BLOCK_FAULTS = _block_faults($block);
+    my @no = _as_list($block->no_error_log);
+    for my $pat (@BLOCK_FAULTS) {
+        push @no, $pat if !grep { "$_" eq "$pat" } @no;
+    }
+    $block->set_value('no_error_log', \@no);
+    $BLOCK_OK = 0;
 
     if (!defined $block->main_config) {
         $block->set_value('main_config', 'load_module $TEST_NGINX_WEBSOCKIFY_SO;');
@@ -76,8 +133,35 @@ Test::Nginx::Socket::add_block_preprocessor(sub {
         my $config = $block->config // '';
         $config .= "\n    location = /ok { return 200 \"ok\\n\"; }\n";
         $block->set_value('config', $config);
+        $BLOCK_OK = 1;
     }
 });
+
+# Faults logged after the block's error log was checked (a worker that crashed while
+# its last sessions ended) still fail the block.
+Test::Nginx::Socket::add_test_cleanup_handler(sub {
+    my $block = shift;
+    my $lines = Test::Nginx::Util::error_log_data() // [];
+    for my $line (@$lines) {
+        for my $pat (@BLOCK_FAULTS) {
+            next if !(ref $pat ? $line =~ $pat : index($line, $pat) >= 0);
+            chomp(my $l = $line);
+            Test::More::fail($block->name . " - after the checks, the error log shows: $l");
+            last;
+        }
+    }
+});
+
+# After a ws_test: one more request, answered only after the worker went through the
+# events of the sessions that just ended, so that a crash there is in the log when
+# Test::Nginx reads it.
+sub _still_serving () {
+    my $c = eval {
+        http_raw("GET /ok HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            timeout => 5);
+    };
+    Test::More::is($c && $c->{status}, 200, "$T - nginx still answers after the ws_test");
+}
 
 Test::Nginx::Socket::add_response_body_check(sub {
     my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
@@ -107,6 +191,7 @@ Test::Nginx::Socket::add_response_body_check(sub {
         Test::More::fail("$name - ws_test died: $@");
     }
     stop_all_targets();
+    _still_serving() if $BLOCK_OK;
 });
 
 END { stop_all_targets() }
@@ -146,9 +231,44 @@ sub error_log_text () {
     return substr($d, $pos > length $d ? 0 : $pos);
 }
 
+# How many lines of error_log_text() match the regexp.
+sub error_log_count ($) {
+    my $re = shift;
+    return scalar grep { $_ =~ $re } split /\n/, error_log_text();
+}
+
+# A regexp for one error_log line of a connection: exactly this level and message,
+# then nginx's context (an optional " while <action>", then ", client: ").
+sub log_line ($$) {
+    my ($level, $msg) = @_;
+    return qr/\[\Q$level\E\] \d+#\d+: \*\d+ \Q$msg\E(?: while [^,\n]*)?, client: /;
+}
+
 # Content of logs/NAME under the server root (e.g. a custom access_log).
 sub access_log_text ($) {
     return slurp(Test::Nginx::Util::server_root() . "/logs/$_[0]") // '';
+}
+
+# The pids of nginx's worker processes (the master's children; nginx itself when it
+# runs without a master).
+sub nginx_worker_pids () {
+    my $master = slurp($Test::Nginx::Util::PidFile) // '';
+    ($master) = $master =~ /(\d+)/ or return ();
+    my @w;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $d = slurp($stat) // next;
+        # pid (comm) state ppid: comm may hold spaces, so split after its last ')'
+        my ($pid, $rest) = $d =~ /^(\d+) \(.*\) (.*)$/s or next;
+        my (undef, $ppid) = split / /, $rest;
+        push @w, $pid if $ppid == $master;
+    }
+    return @w ? sort { $a <=> $b } @w : ($master);
+}
+
+# VmRSS of a process in kB (undef when it is gone).
+sub worker_rss_kb ($) {
+    my $status = slurp("/proc/$_[0]/status") // return undef;
+    return $status =~ /^VmRSS:\s+(\d+) kB/m ? $1 : undef;
 }
 
 # Fills the accept queue of a listener that never accepts (mock_target(backlog =>
@@ -303,18 +423,40 @@ sub ws_request {
     return "$req\r\n";
 }
 
+# Reads up to the server's close frame and asserts its status code (undef: a close
+# frame without a body), that nginx then closes the connection, and that not one byte
+# follows the close frame.  Data frames before it go to {skipped_data}, as in
+# read_until_opcode.  Returns the close frame (undef when none came).
+sub close_ok {
+    my ($c, $code, $what, $timeout) = @_;
+    $timeout //= 5;
+    my $f = $c->read_until_opcode(8, $timeout);
+    if (defined $code) {
+        Test::More::is($f && $f->{code}, $code, "$T: $what: close $code");
+    } else {
+        Test::More::ok($f && $f->{payload} eq '', "$T: $what: close frame without a body");
+    }
+    Test::More::ok($c->wait_eof($timeout), "$T: $what: connection closed after the close frame");
+    my $after = $c->{buf};
+    Test::More::is(length $after, 0, "$T: $what: no byte after the close frame")
+        or Test::More::diag("after the close frame: " . unpack('H*', substr($after, 0, 32)));
+    return $f;
+}
+
 # ---------------------------------------------------------------- client
 
 sub _connect_sock {
     my %o = @_;
     my $port = $o{port} // server_port_client();
-    my $sock = IO::Socket::INET->new(PeerAddr => $o{addr} // '127.0.0.1', PeerPort => $port,
-        Proto => 'tcp', Timeout => 5)
+    my $addr = $o{addr} // '127.0.0.1';
+    my $sock = IO::Socket::INET->new(Proto => 'tcp')
+        or die "socket: $!\n";
+    # Buffer sizes before connect(): the window scale is fixed by the handshake.
+    setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $o{rcvbuf}) if $o{rcvbuf};
+    setsockopt($sock, SOL_SOCKET, SO_SNDBUF, $o{sndbuf}) if $o{sndbuf};
+    $sock->connect(Socket::pack_sockaddr_in($port, Socket::inet_aton($addr)))
         or die "cannot connect to nginx on port $port: $!\n";
     setsockopt($sock, IPPROTO_TCP, TCP_NODELAY, 1);
-    if ($o{rcvbuf}) {
-        setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $o{rcvbuf});
-    }
     if ($o{tls}) {
         require IO::Socket::SSL;
         IO::Socket::SSL->start_SSL($sock, SSL_verify_mode => 0,
@@ -374,10 +516,10 @@ sub new {
 
 sub sock { $_[0]{sock} }
 
-# Reads what is available (waiting up to $timeout); returns bytes read, 0 on EOF,
-# undef on timeout.
+# Reads what is available, at most $max bytes (1 MiB), waiting up to $timeout;
+# returns bytes read, 0 on EOF, undef on timeout.
 sub read_some {
-    my ($self, $timeout) = @_;
+    my ($self, $timeout, $max) = @_;
     return 0 if $self->{eof};
     my $s = $self->{sock};
     my $pending = $self->{tls} && $s->pending;
@@ -385,7 +527,7 @@ sub read_some {
         my $sel = IO::Select->new($s);
         return undef if !$sel->can_read($timeout < 0 ? 0 : $timeout);
     }
-    my $n = sysread($s, my $data, 1 << 20);
+    my $n = sysread($s, my $data, $max // (1 << 20));
     if (!defined $n) {
         return undef if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
         if ($self->{tls} && $IO::Socket::SSL::SSL_ERROR
@@ -530,6 +672,31 @@ sub read_data {
     return $data;
 }
 
+# Reads like a client on a slow link: at most $rate bytes a second, in reads of at
+# most $chunk bytes (16 KiB), until $len bytes of data frames arrived, the connection
+# closed or $timeout passed.  Returns the data; control frames go to {control}.
+sub read_paced {
+    my ($self, $len, $rate, $timeout, $chunk) = @_;
+    my $start = time;
+    my $deadline = $start + $timeout;
+    my ($wire, $data) = (0, '');
+    while (length($data) < $len && time < $deadline) {
+        my $ahead = $wire / $rate - (time - $start);
+        sleep $ahead if $ahead > 0;
+        my $n = $self->read_some(0.2, $chunk // 16384);
+        $wire += $n if $n;
+        while (my $f = WsTest::ws_parse_frame(\$self->{buf})) {
+            if ($f->{opcode} >= 8) {
+                push @{ $self->{control} }, $f;
+            } else {
+                $data .= $f->{payload};
+            }
+        }
+        last if $self->{eof};
+    }
+    return $data;
+}
+
 # Reads frames until one with the given opcode arrives; returns it (undef on
 # timeout/EOF).  Data frames seen meanwhile are appended to {skipped_data}.
 sub read_until_opcode {
@@ -573,13 +740,18 @@ package WsTest;
 #             echo => 1 (send back what is received),
 #             send => [SEED, LEN] (send LEN prng bytes after the banner),
 #             send_data => bytes (after the banner),
+#             flood => 1 (then send without end, as fast as the peer takes it),
 #             close_after_send => 1 (close once everything queued was written),
 #             close_after => seconds (close the connection that long after accept),
+#             reset_after => seconds (reset it, RST, that long after accept),
+#             sndbuf => bytes (SO_SNDBUF of each accepted connection),
 #             accept_delay => seconds (sleep before the first accept),
 #             read_delay => seconds (do not read for that long after accept),
 #             backlog => N, no_accept => 1 (never accept))
 # Returns an object: ->connections, ->data(i), ->eof(i), ->wait_data(len, t),
-# ->wait_eof(t), ->wait_connections(n, t), ->stop.  i counts from 1.
+# ->wait_eof(t), ->wait_connections(n, t), ->sent(i) (bytes the target managed to
+# write), ->closed(i), ->wait_closed(t, i) (the target's side ended: it saw EOF, a
+# write failed, or it was told to close), ->stop.  i counts from 1.
 sub mock_target {
     my %o = @_;
     my $dir = File::Temp::tempdir('target-XXXXXX', DIR => $TMP, CLEANUP => 1);
@@ -635,19 +807,35 @@ sub _target_main {
     }
 }
 
+sub _write_file {
+    my ($f, $v) = @_;
+    open my $fh, '>', "$f.tmp" or return;
+    print $fh $v;
+    close $fh;
+    rename "$f.tmp", $f;
+}
+
 sub _target_conn {
     my ($c, $base, $o) = @_;
     open my $mark, '>', $base; close $mark;
     open my $rec, '>>:raw', "$base.data" or die;
     $rec->autoflush(1);
     $c->blocking(0);
+    setsockopt($c, SOL_SOCKET, SO_SNDBUF, $o->{sndbuf}) if $o->{sndbuf};
+    my $sent = 0;
     my $out = ($o->{banner} // '') . ($o->{send_data} // '');
     $out .= prng_bytes($o->{send}[0], $o->{send}[1]) if $o->{send};
     my $start = time;
     my $peer_eof = 0;
     my $sel = IO::Select->new($c);
+    my $flood = $o->{flood} ? prng_bytes('flood', 65536) : undef;
     while (1) {
+        $out .= $flood if defined $flood && length $out < 65536;
         if ($o->{close_after} && time - $start >= $o->{close_after}) { last }
+        if ($o->{reset_after} && time - $start >= $o->{reset_after}) {
+            setsockopt($c, SOL_SOCKET, Socket::SO_LINGER(), pack('ii', 1, 0));
+            last;
+        }
         if ($o->{close_after_send} && $out eq '') { last }
         if ($peer_eof && $out eq '') { last }
         my $reading = !$peer_eof && !($o->{read_delay} && time - $start < $o->{read_delay});
@@ -668,6 +856,8 @@ sub _target_conn {
             my $n = syswrite($c, $out, length($out) > 262144 ? 262144 : length $out);
             if (defined $n) {
                 substr($out, 0, $n) = '';
+                $sent += $n;
+                _write_file("$base.sent", $sent);
             } elsif ($! != EAGAIN && $! != EINTR) {
                 last;
             }
@@ -697,6 +887,15 @@ sub data { my ($self, $i) = @_; WsTest::slurp("$self->{dir}/conn." . ($i // 1) .
 sub data_len { my ($self, $i) = @_; -s "$self->{dir}/conn." . ($i // 1) . ".data" || 0 }
 
 sub eof { my ($self, $i) = @_; -e "$self->{dir}/conn." . ($i // 1) . ".eof" ? 1 : 0 }
+
+sub sent { my ($self, $i) = @_; WsTest::slurp("$self->{dir}/conn." . ($i // 1) . ".sent") || 0 }
+
+sub closed { my ($self, $i) = @_; -e "$self->{dir}/conn." . ($i // 1) . ".closed" ? 1 : 0 }
+
+sub wait_closed {
+    my ($self, $timeout, $i) = @_;
+    return WsTest::wait_until(sub { $self->closed($i) }, $timeout) ? 1 : 0;
+}
 
 sub wait_data {
     my ($self, $len, $timeout, $i) = @_;
