@@ -14,6 +14,11 @@ our $MapRecipe = recipe('token-map.conf',
     'unix:/run/vnc/' => 'unix:$TEST_NGINX_WS_TMP/vnc/',
     'listen 127.0.0.1:6080;' => 'listen 127.0.0.1:$TEST_NGINX_RAND_PORT_3;');
 
+our $CookieRecipe = recipe('token-cookie.conf',
+    '/etc/nginx/websockify-tokens.map' => '$TEST_NGINX_SERVER_ROOT/html/tokens.map',
+    '/var/log/nginx/websockify.log' => 'logs/cookie.log',
+    'listen 127.0.0.1:6080;' => 'listen 127.0.0.1:$TEST_NGINX_RAND_PORT_3;');
+
 our $REDIS_SKIP = lua_skip_reason() // redis_skip_reason()
     // (-f '/usr/share/lua/5.1/nginx/redis.lua' || -f '/usr/share/lua/5.1/resty/redis.lua'
         ? undef : 'no lua redis library (apt install lua-nginx-redis)');
@@ -118,6 +123,36 @@ is $t2->connections, 1, "$T: target two: one session";
 
 
 
+=== TEST 3b: Redis: a session lasts no longer than its token (close 4001 when the TTL runs out)
+--- skip_eval: 1: $main::REDIS_SKIP
+--- main_config eval: $main::LuaMain
+--- http_config eval: $main::RedisRecipe
+--- ws_test
+my $t = mock_target(port => vnc_port(1), banner => "one\n", echo => 1);
+redis_cmd('SET', 'token:short', '127.0.0.1:' . vnc_port(1), 'PX', '2000');
+my $t0 = time;
+my $c = ws_connect(port => rand_port(3), path => '/websockify?token=short');
+is $c->{status}, 101, "$T: 101";
+is $c->read_data(4, 5), "one\n", "$T: its target";
+my $f;
+while (time - $t0 < 6) {
+    $c->send(ws_frame(payload => 'busy'));
+    $f = $c->read_frame(0.2) or next;
+    last if $f->{opcode} == 8;
+}
+my $dt = time - $t0;
+is $f && $f->{code}, 4001, "$T: close 4001";
+cmp_ok $dt, '>=', 1.8, "$T: not before the token's end ($dt s)";
+cmp_ok $dt, '<', 3.5, "$T: when the token ends ($dt s)";
+redis_cmd('SET', 'token:forever', '127.0.0.1:' . vnc_port(1));
+$c = ws_connect(port => rand_port(3), path => '/websockify?token=forever');
+is $c->{status}, 101, "$T: a token without expiry";
+$c->read_data(4, 5);
+$c->send(ws_frame(payload => 'x'));
+is $c->read_data(1, 3), 'x', "$T: its session is not cut";
+--- no_error_log
+[error]
+
 === TEST 4: Redis: unknown, missing, malformed tokens and entries outside the allow rules -> 403
 --- skip_eval: 1: $main::REDIS_SKIP
 --- main_config eval: $main::LuaMain
@@ -160,3 +195,28 @@ like error_log_text(), qr/\[error\].*websockify tokens: redis connect: connectio
     "$T: error_log";
 sleep 0.2;
 is $t->connections, 0, "$T: no connection";
+
+=== TEST 6: cookie: the token comes in a cookie, and the access log records no token
+--- http_config eval: $main::CookieRecipe
+--- user_files
+>>> tokens.map
+3f9c0a7e1b2d4c5e8f60718293a4b5c6     127.0.0.1:$TEST_NGINX_VNC_PORT_1;
+--- ws_test
+my $tok = '3f9c0a7e1b2d4c5e8f60718293a4b5c6';
+my $t = mock_target(port => vnc_port(1), banner => "one\n");
+my $c = ws_connect(port => rand_port(3), path => '/websockify',
+    headers => { Cookie => "theme=dark; vnc_token=$tok" });
+is $c->{status}, 101, "$T: 101 with the cookie";
+is $c->read_data(4, 5), "one\n", "$T: its target";
+$c->send(ws_close_frame(1000));
+$c->read_until_opcode(8, 5);
+for my $bad ("vnc_token=nope", undef) {
+    my $r = ws_connect(port => rand_port(3), path => "/websockify?vnc_token=$tok",
+        headers => { Cookie => $bad });
+    is $r->{status}, 403, "$T: " . ($bad // 'no cookie') . " (a token in the URL does not count) -> 403";
+}
+ok wait_until(sub { (() = access_log_text('cookie.log') =~ /\n/g) >= 3 }, 5), "$T: three log lines";
+my $log = access_log_text('cookie.log');
+like $log, qr{"GET /websockify" 101 target=127\.0\.0\.1:\d+ }, "$T: the session's line";
+unlike $log, qr/$tok/, "$T: no token in the access log";
+is $t->connections, 1, "$T: refused ones never reached the target";

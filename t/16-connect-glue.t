@@ -176,6 +176,8 @@ like $lines[0] // '', qr/\[crit\].*connect\(\) to unix:.*missing\.sock failed \(
 wait_until { access_log_text('ws.log') =~ m{^/ws}m } 5;
 like access_log_text('ws.log'), qr{^/ws\|101\|unix:\S+missing\.sock, 127\.0\.0\.1:\d+\|502, 101\|}m,
     "$T: access log: both attempts";
+--- error_log
+[crit]
 
 
 

@@ -62,3 +62,6 @@ like $log, qr/\[alert\].*worker_connections are not enough/, "$T: nginx's own al
 unlike $log, qr/cannot connect to target|no live upstreams/, "$T: no server was blamed";
 wait_until { (() = access_log_text('ws.log') =~ m{^/ws}mg) >= 3 } 5;
 like access_log_text('ws.log'), qr{^/ws\|500\|}m, "$T: access log: 500";
+--- error_log
+worker_connections are not enough
+[alert]

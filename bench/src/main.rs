@@ -575,6 +575,8 @@ enum Kind {
     Ceiling,
     Websockify,
     Websocat,
+    /// The module with a `websockify_zone` recording every session: the zone's cost.
+    Zone,
 }
 
 impl Kind {
@@ -584,6 +586,7 @@ impl Kind {
             Kind::Ceiling => "ceiling",
             Kind::Websockify => "websockify",
             Kind::Websocat => "websocat",
+            Kind::Zone => "zone",
         }
     }
 }
@@ -665,7 +668,7 @@ impl Running {
     fn memory_kb(&self) -> f64 {
         let pid = self.pid();
         match self.kind {
-            Kind::Module | Kind::Ceiling => proc_table()
+            Kind::Module | Kind::Zone | Kind::Ceiling => proc_table()
                 .iter()
                 .filter(|(_, pp)| *pp == pid)
                 .map(|(p, _)| status_kb(*p, "status", "VmRSS:"))
@@ -738,11 +741,16 @@ fn nginx_conf(cfg: &Cfg, k: Kind, dir: &Path) -> String {
          worker_rlimit_nofile {wc};\nevents {{ worker_connections {wc}; }}\n"
     );
     match k {
-        Kind::Module => format!(
-            "load_module {};\n{common}http {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  \
+        Kind::Module | Kind::Zone => format!(
+            "load_module {};\n{common}http {{\n  access_log off;\n{}  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  \
              fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  server {{\n    listen 127.0.0.1:{};\n    \
              location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      websockify_buffer_size {};\n    }}\n  }}\n}}\n",
             cfg.module,
+            if k == Kind::Zone {
+                "  websockify_zone bench 32m;\n"
+            } else {
+                ""
+            },
             cfg.port(k),
             cfg.raw_port(),
             cfg.buffer
@@ -797,7 +805,7 @@ fn start_once(cfg: &Cfg, k: Kind) -> io::Result<Running> {
         .open(dir.join("output.log"))?;
     let port = cfg.port(k);
     let mut cmd = match k {
-        Kind::Module | Kind::Ceiling => {
+        Kind::Module | Kind::Zone | Kind::Ceiling => {
             let conf = dir.join("nginx.conf");
             fs::write(&conf, nginx_conf(cfg, k, &dir))?;
             let mut c = Command::new(&cfg.nginx);
@@ -1013,7 +1021,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
     let mut py_points = sz.py_points.clone();
     py_points.dedup();
 
-    let mut kinds = vec![Kind::Module, Kind::Ceiling];
+    let mut kinds = vec![Kind::Module, Kind::Zone, Kind::Ceiling];
     if !cfg.websockify.is_empty() {
         kinds.push(Kind::Websockify);
     }
