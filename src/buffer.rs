@@ -187,7 +187,10 @@ mod tests {
         drop(blocks);
         let after = rss_kib();
         let grown = peak.saturating_sub(before);
-        assert!(grown > 20_000, "the burst took memory ({before} -> {peak} KiB)");
+        assert!(
+            grown > 20_000,
+            "the burst took memory ({before} -> {peak} KiB)"
+        );
         assert!(
             peak.saturating_sub(after) > grown * 3 / 4,
             "pages returned: {before} -> {peak} -> {after} KiB"

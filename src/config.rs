@@ -17,8 +17,8 @@ use ngx::ffi::{
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
 use crate::allow::{Origin, Rule};
-use crate::handler;
 use crate::module::ngx_http_websockify_module;
+use crate::{handler, status_location};
 
 pub const DEFAULT_PORT: u16 = 5900;
 /// 65535 + 4 + 4, the original module's default: one maximal 16-bit frame and headers.
@@ -137,10 +137,18 @@ pub unsafe extern "C" fn merge_loc_conf(
     if clcf.noname() != 0 && conf.target.is_null() {
         conf.target = prev.target;
     }
+    // The same for a status location.
+    if clcf.noname() != 0 && conf.status_zone.is_null() {
+        conf.status_zone = prev.status_zone;
+    }
     // Methods that limit_except restricts use the block's configuration, content handler
     // included.
-    if clcf.lmt_excpt() != 0 && clcf.handler.is_none() && !conf.target.is_null() {
-        clcf.handler = Some(handler::handler);
+    if clcf.lmt_excpt() != 0 && clcf.handler.is_none() {
+        if !conf.target.is_null() {
+            clcf.handler = Some(handler::handler);
+        } else if !conf.status_zone.is_null() {
+            clcf.handler = Some(status_location::handler);
+        }
     }
     // Lists are inherited whole unless the level has its own, like allow/deny.
     if !own_allow {

@@ -120,9 +120,13 @@ unsafe fn add_header(
     key: &'static str,
     value: &[u8],
 ) -> Result<(), ()> {
-    let h = ngx_list_push(&mut (*r).headers_out.headers) as *mut ngx_table_elt_t;
+    // The value first: a pushed element must never stay uninitialised on failure.
     let data = ngx_pnalloc((*r).pool, value.len()) as *mut u8;
-    if h.is_null() || data.is_null() {
+    if data.is_null() {
+        return Err(());
+    }
+    let h = ngx_list_push(&mut (*r).headers_out.headers) as *mut ngx_table_elt_t;
+    if h.is_null() {
         return Err(());
     }
     ptr::copy_nonoverlapping(value.as_ptr(), data, value.len());

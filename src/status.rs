@@ -104,11 +104,11 @@ impl Format {
     }
 }
 
-/// The session id in `<location>/sessions/<id>`, if the URI is that.
-pub fn session_id<'a>(location: &[u8], uri: &'a [u8]) -> Option<&'a [u8]> {
-    let rest = uri.strip_prefix(location)?;
-    let rest = rest.strip_prefix(b"/").unwrap_or(rest);
-    let id = rest.strip_prefix(b"sessions/")?;
+/// The session id in a URI that ends with `/sessions/<id>` (any status location, prefix
+/// or regular expression).
+pub fn session_id(uri: &[u8]) -> Option<&[u8]> {
+    let at = uri.windows(10).rposition(|w| w == b"/sessions/")?;
+    let id = uri.get(at + 10..)?;
     let ok = !id.is_empty() && id.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
     ok.then_some(id)
 }
@@ -342,7 +342,7 @@ mod tests {
             j.contains("],\"active\":3,\"accepted\":5,\"untracked\":1,\"closed\":{\"client\":1,"),
             "{j}"
         );
-        assert!(j.contains("\"revoked\":1}"), "{j}");
+        assert!(j.contains("\"revoked\":1,\"internal\":0}"), "{j}");
         assert!(
             j.ends_with(",\"bytes_from_client\":112,\"bytes_to_client\":229}\n"),
             "{j}"
@@ -376,17 +376,12 @@ mod tests {
             Some(Format::Prometheus)
         );
         assert_eq!(Format::from_args(b"format=xml"), None);
-        assert_eq!(
-            session_id(b"/status", b"/status/sessions/42-7"),
-            Some(&b"42-7"[..])
-        );
-        assert_eq!(
-            session_id(b"/status/", b"/status/sessions/42-7"),
-            Some(&b"42-7"[..])
-        );
-        assert_eq!(session_id(b"/status", b"/status/sessions/"), None);
-        assert_eq!(session_id(b"/status", b"/status/sessions/../x"), None);
-        assert_eq!(session_id(b"/status", b"/status"), None);
+        assert_eq!(session_id(b"/status/sessions/42-7"), Some(&b"42-7"[..]));
+        assert_eq!(session_id(b"/a/b/sessions/42-7"), Some(&b"42-7"[..]));
+        assert_eq!(session_id(b"/status/sessions/"), None);
+        assert_eq!(session_id(b"/status/sessions/../x"), None);
+        assert_eq!(session_id(b"/status/sessions/1/x"), None);
+        assert_eq!(session_id(b"/status"), None);
     }
 
     #[test]

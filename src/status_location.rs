@@ -9,7 +9,7 @@ use ngx::ffi::{
     ngx_buf_t, ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_create_temp_buf,
     ngx_http_core_loc_conf_t, ngx_http_core_module, ngx_http_discard_request_body,
     ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_str_t,
-    NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_LOG_EMERG, NGX_LOG_INFO,
+    NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_INFO,
 };
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
@@ -20,7 +20,6 @@ use crate::zone::{self, Locked};
 
 const NGX_OK: ngx_int_t = 0;
 const NGX_ERROR: ngx_int_t = -1;
-const NGX_DECLINED: ngx_int_t = -5;
 const HTTP_OK: usize = 200;
 const HTTP_ACCEPTED: usize = 202;
 const HTTP_BAD_REQUEST: ngx_int_t = 400;
@@ -79,13 +78,19 @@ pub unsafe extern "C" fn set_status(
     CONF_OK
 }
 
-unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    if r != (*r).main {
-        return NGX_DECLINED;
-    }
+pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let conf = &*(*(*r).loc_conf.add(ngx_http_websockify_module.ctx_index) as *const LocConf);
-    if ngx_http_discard_request_body(r) != NGX_OK {
-        return NGX_ERROR;
+    if conf.status_zone.is_null() {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            (*(*r).connection).log,
+            "websockify: no zone for websockify_status in this location"
+        );
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    let rc = ngx_http_discard_request_body(r);
+    if rc != NGX_OK {
+        return rc;
     }
     let method = (*r).method;
     if method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize != 0 {
@@ -107,9 +112,7 @@ unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         return respond(r, HTTP_OK, kind, body.as_bytes());
     }
     if method & NGX_HTTP_DELETE as usize != 0 {
-        let clcf =
-            *(*r).loc_conf.add(ngx_http_core_module.ctx_index) as *const ngx_http_core_loc_conf_t;
-        let Some(id) = status::session_id((*clcf).name.as_bytes(), (*r).uri.as_bytes()) else {
+        let Some(id) = status::session_id((*r).uri.as_bytes()) else {
             return HTTP_NOT_FOUND;
         };
         let Some(mut zone) = Locked::new(conf.status_zone) else {
@@ -157,7 +160,8 @@ unsafe fn respond(
     }
     ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
     (*b).last = (*b).last.add(body.len());
-    (*b).set_last_buf(1);
+    // Subrequests (SSI) get the body too, as from stub_status.
+    (*b).set_last_buf(u32::from(r == (*r).main));
     (*b).set_last_in_chain(1);
     let mut out = ngx_chain_t {
         buf: b,

@@ -152,6 +152,15 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
     (*ctx.shpool).data = sh.cast();
     // A full zone is this module's to report, once a minute, not the allocator's at crit.
     (*ctx.shpool).set_log_nomem(0);
+    // Other slab messages name the zone, as limit_conn's do.
+    let name = String::from_utf8_lossy((*zone).shm.name.as_bytes()).into_owned();
+    let text = format!(" in websockify_zone \"{name}\"\0");
+    let log_ctx = ngx_slab_alloc(ctx.shpool, text.len()) as *mut u8;
+    if log_ctx.is_null() {
+        return NGX_ERROR;
+    }
+    ptr::copy_nonoverlapping(text.as_ptr(), log_ctx, text.len());
+    (*ctx.shpool).log_ctx = log_ctx;
     ctx.sh = sh;
     NGX_OK
 }
@@ -163,7 +172,7 @@ pub struct Locked {
 
 impl Locked {
     pub unsafe fn new(zone: *mut ngx_shm_zone_t) -> Option<Self> {
-        let ctx = (*zone).data as *mut ZoneCtx;
+        let ctx = zone.as_ref()?.data as *mut ZoneCtx;
         if ctx.is_null() || (*ctx).sh.is_null() {
             return None;
         }
@@ -243,11 +252,13 @@ impl Locked {
         }
     }
 
-    /// Marks the session with this id to be ended by its worker; false when none has it.
+    /// Marks the session with this id to be ended by its worker; false when none has it
+    /// (or its worker is gone).
     pub fn revoke(&mut self, id: &[u8]) -> bool {
         let found = self.records().into_iter().find(|&rec| {
             // SAFETY: records of this zone, locked.
-            unsafe { (*rec).session.id.as_str().as_bytes() == id }
+            let s = unsafe { &(*rec).session };
+            s.id.as_str().as_bytes() == id && alive(s.pid)
         });
         if let Some(rec) = found {
             // SAFETY: as above.
@@ -260,10 +271,20 @@ impl Locked {
     /// gone (a crashed worker never removed its own).
     pub fn snapshot(&mut self) -> Snapshot {
         let mut sessions = Vec::new();
+        // One liveness check per worker, not per record, while the lock is held.
+        let mut pids: Vec<(i64, bool)> = Vec::new();
         for rec in self.records() {
             // SAFETY: records of this zone, locked.
             let s = unsafe { (*rec).session };
-            if alive(s.pid) {
+            let live = match pids.iter().find(|(p, _)| *p == s.pid) {
+                Some(&(_, live)) => live,
+                None => {
+                    let live = alive(s.pid);
+                    pids.push((s.pid, live));
+                    live
+                }
+            };
+            if live {
                 sessions.push(s);
             } else {
                 self.free(rec);

@@ -212,3 +212,51 @@ is $t->connections, 2, "$T: the refused one never did";
 $a->send(ws_close_frame(1000));
 $a->read_until_opcode(8, 5);
 ok wait_until(sub { my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=7'); $c->{status} == 101 }, 5), "$T: free again once the first ended";
+
+=== TEST 7: status locations with an if, limit_except and a regex; a session leaves the zone as it ends
+--- http_config eval: main::operate_conf()
+--- config
+    location /st-if {
+        websockify_status zone=consoles;
+        if ($arg_x) { set $audit 1; }
+    }
+    location /st-le {
+        websockify_status zone=consoles;
+        limit_except GET { allow 127.0.0.1; deny all; }
+    }
+    location /st-deny {
+        websockify_status zone=consoles;
+        limit_except GET { deny all; }
+    }
+    location ~ ^/rx-(status)$ { websockify_status zone=consoles; }
+    location ~ ^/rx-status/ { websockify_status zone=consoles; }
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my $get = sub { http_raw("GET $_[0] HTTP/1.0\r\nHost: x\r\n\r\n") };
+my $del = sub { http_raw("DELETE $_[0] HTTP/1.0\r\nHost: x\r\n\r\n") };
+for my $path ('/st-if?x=1', '/st-if', '/st-le', '/rx-status') {
+    is $get->($path)->{status}, 200, "$T: GET $path";
+}
+for my $loc ('/st-if', '/st-le', '/rx-status') {
+    my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=1');
+    is $c->{status}, 101, "$T: $loc: session";
+    $c->read_data(12, 5);
+    my ($id) = $get->('/st-if?x=1')->{body} =~ /"id":"(\d+-\d+)"/;
+    is $del->("/st-deny/sessions/$id")->{status}, 403, "$T: $loc: limit_except denies DELETE there";
+    is $del->("$loc/sessions/$id?x=1")->{status}, 202, "$T: $loc: DELETE";
+    my $f = $c->read_until_opcode(8, 5);
+    is $f && $f->{code}, 4000, "$T: $loc: revoked";
+}
+# the client reads our close and keeps its TCP connection open: nginx lingers, and the
+# session must not stay listed meanwhile
+my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=2');
+$c->read_data(12, 5);
+$c->send(ws_frame(payload => 'x'));
+$c->read_data(1, 5);
+$t->stop;
+my $f = $c->read_until_opcode(8, 5);
+is $f && $f->{code}, 1000, "$T: target gone, close 1000";
+my $t0 = time;
+ok wait_until(sub { $get->('/st-le')->{body} =~ /"active":0,/ }, 5), "$T: gone from the zone";
+cmp_ok time - $t0, '<', 1.5, "$T: at once, not after the lingering close";
+like $get->('/st-le')->{body}, qr/"target_eof":1,/, "$T: counted by cause";

@@ -163,10 +163,12 @@ pub enum Cause {
     Lifetime,
     /// Ended from the server through the status location.
     Revoked,
+    /// A local failure in nginx (out of memory, event registration).
+    Internal,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 9] = [
+    pub const ALL: [Cause; 10] = [
         Cause::Client,
         Cause::TargetEof,
         Cause::TargetError,
@@ -176,6 +178,7 @@ impl Cause {
         Cause::Shutdown,
         Cause::Lifetime,
         Cause::Revoked,
+        Cause::Internal,
     ];
 
     /// Position in `ALL`.
@@ -198,6 +201,7 @@ impl Cause {
             Self::Shutdown => "shutdown",
             Self::Lifetime => "lifetime",
             Self::Revoked => "revoked",
+            Self::Internal => "internal",
         }
     }
 }
@@ -528,6 +532,12 @@ impl Relay {
         self.end_now(Close::Drop { timed_out: false });
         let out = self.out.as_ref().filter(|_| can_send)?;
         Some((Note::GoingAway, out.frame.bytes()))
+    }
+
+    /// The glue could not go on (a local failure): the session is over.
+    pub fn abort(&mut self) {
+        self.begin_end(Cause::Internal);
+        self.end_now(Close::Drop { timed_out: false });
     }
 
     /// How the session ended, once it has.

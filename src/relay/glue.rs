@@ -171,8 +171,12 @@ pub unsafe fn start(s: &mut Session) {
         (*hin).pos = (*hin).last;
     }
     s.relay = Some(relay);
-    ngx_tcp_nodelay(c);
-    ngx_tcp_nodelay(t);
+    let clcf =
+        *(*r).loc_conf.add(ngx_http_core_module.ctx_index) as *const ngx_http_core_loc_conf_t;
+    if (*clcf).tcp_nodelay != 0 {
+        ngx_tcp_nodelay(c);
+        ngx_tcp_nodelay(t);
+    }
     (*t).data = ptr::from_mut(s).cast::<c_void>();
     (*(*t).read).handler = Some(target_handler);
     (*(*t).write).handler = Some(target_handler);
@@ -400,6 +404,9 @@ unsafe fn run(s: &mut Session) {
             }
             Action::Wait(deadline) => {
                 if wait(s, deadline, now).is_err() {
+                    if let Some(relay) = s.relay.as_mut() {
+                        relay.abort();
+                    }
                     finish(s, None);
                 }
                 return;
@@ -484,6 +491,8 @@ unsafe fn finish(s: &mut Session, end: Option<End>) {
 
 unsafe fn end_request(s: &mut Session, rc: ngx_int_t) {
     close_target(s);
+    // Out of the zone now: a lingering close may keep the request for seconds more.
+    untrack(s);
     if s.timer.timer_set() != 0 {
         ngx_del_timer(&mut s.timer);
     }

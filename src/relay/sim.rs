@@ -795,6 +795,7 @@ impl<'a> World<'a> {
                     end.code
                 );
             }
+            Cause::Internal => return Err("a local failure the simulation never makes".into()),
             Cause::Revoked => {
                 ensure!(self.revoked, "revoked end without a revoke");
                 ensure!(
