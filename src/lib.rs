@@ -1,15 +1,16 @@
 //! websockify inside nginx: a WebSocket (RFC 6455) to TCP bridge for noVNC.
 //!
-//! `codec`, `handshake`, `allow`, `buffer` and `relay::core` are plain Rust (no nginx
-//! types), unit-tested with `cargo test` and driven by the relay simulation; the rest is
-//! the nginx glue, left out of test builds because it links against symbols only an nginx
-//! binary provides. `pages` is the one piece of FFI they use (mmap).
+//! `codec`, `handshake`, `allow`, `buffer`, `proxy_protocol` and `relay::core` are plain
+//! Rust (no nginx types), unit-tested with `cargo test` and driven by the relay simulation;
+//! the rest is the nginx glue, left out of test builds because it links against symbols
+//! only an nginx binary provides. `pages` is the one piece of FFI they use (mmap).
 
 pub mod allow;
 pub mod buffer;
 pub mod codec;
 pub mod handshake;
 pub mod pages;
+pub mod proxy_protocol;
 pub mod relay;
 
 #[cfg(not(any(test, fuzzing)))]
