@@ -1,7 +1,8 @@
 //! Directive parsing and merging: `websockify_pass`, `websockify_allow`,
 //! `websockify_allow_origin`, `websockify_buffer_size`, the three timeouts and
 //! `websockify_ping_interval`; nameless locations (`if`, `limit_except`) inherit the
-//! target, and legal but useless combinations draw an `nginx -t` warning.
+//! target, and legal but useless combinations draw an `nginx -t` warning. The target
+//! connection's directives (TLS, PROXY protocol, bind) are in `config_target`.
 
 use core::ffi::{c_char, c_void};
 use core::{mem, ptr};
@@ -16,6 +17,7 @@ use ngx::ffi::{
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
 use crate::allow::{Origin, Rule};
+use crate::config_target::{self, UpstreamConf};
 use crate::handler;
 use crate::module::ngx_http_websockify_module;
 
@@ -75,6 +77,8 @@ pub struct LocConf {
     pub send_timeout: ngx_msec_t,
     /// Heartbeat pings to the client; 0 = off.
     pub ping_interval: ngx_msec_t,
+    /// TLS, PROXY protocol and source address for the target.
+    pub upstream: UpstreamConf,
 }
 
 pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
@@ -96,6 +100,7 @@ pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             read_timeout: UNSET_MSEC,
             send_timeout: UNSET_MSEC,
             ping_interval: UNSET_MSEC,
+            upstream: UpstreamConf::unset(),
         });
     }
     (*cln).handler = Some(drop_loc_conf);
@@ -111,7 +116,7 @@ pub unsafe extern "C" fn merge_loc_conf(
     prev: *mut c_void,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let prev = &*(prev as *const LocConf);
+    let prev = &mut *(prev as *mut LocConf);
     let conf = &mut *(conf as *mut LocConf);
     let clcf = &mut *core_loc_conf(cf);
     let own_allow = !conf.allow.is_empty();
@@ -152,6 +157,9 @@ pub unsafe extern "C" fn merge_loc_conf(
         UNSET_MSEC,
         DEFAULT_PING,
     );
+    if !config_target::merge(cf, &mut conf.upstream, &mut prev.upstream) {
+        return CONF_ERROR;
+    }
     // A nameless location repeats its parent's configuration: warned about there.
     if clcf.noname() == 0 {
         warn_useless(cf, clcf, conf, own_allow);

@@ -16,8 +16,12 @@ pub mod relay;
 #[cfg(not(any(test, fuzzing)))]
 mod config;
 #[cfg(not(any(test, fuzzing)))]
+mod config_target;
+#[cfg(not(any(test, fuzzing)))]
 mod handler;
 #[cfg(not(any(test, fuzzing)))]
 mod module;
 #[cfg(not(any(test, fuzzing)))]
 mod target;
+#[cfg(not(any(test, fuzzing)))]
+mod target_setup;
