@@ -217,7 +217,7 @@ like error_log_text(), qr/\[error\].*SSL_do_handshake\(\) failed .*while SSL han
 $c = ws_connect(path => '/none13');
 is $c->{status}, 101, "$T: none, TLS 1.3: 101";
 my $f = $c->read_until_opcode(8, 5);
-ok $f, "$T: then a close frame" or diag $c->{buf};
+is $f && $f->{code}, 1011, "$T: then close 1011, a target error";
 --- error_log
 [crit]
 tlsv13 alert certificate required
