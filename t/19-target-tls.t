@@ -472,9 +472,8 @@ is $t->tls(1)->{sni}, 'vnc.test', "$T: TLS with the location's settings";
 --- http_config eval
 main::recipe('tls-target.conf',
     'listen 127.0.0.1:6080;' => 'listen 127.0.0.1:$TEST_NGINX_RAND_PORT_2;',
-    # the name the test's certificate carries, for an address
-    'websockify_pass vnc.internal.example:5901;' =>
-        'websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; websockify_ssl_name vnc.test;',
+    '10.0.0.5:5901' => '127.0.0.1:$TEST_NGINX_RAND_PORT_1',
+    'vnc.internal.example' => 'vnc.test',
     '/etc/nginx/vnc-ca.crt' => '$TEST_NGINX_PKI_CA',
     '/etc/nginx/websockify-client.crt' => '$TEST_NGINX_PKI_CLIENT',
     '/etc/nginx/websockify-client.key' => '$TEST_NGINX_PKI_CLIENT_KEY')
