@@ -24,6 +24,15 @@ fn main() {
             }
         }
     }
-    // No `nginxX_Y_Z` version cfgs yet: add (version_number, name) checks against
-    // DEP_NGINX_VERSION_NUMBER here when the code needs one.
+    // Version-dependent APIs, from DEP_NGINX_VERSION_NUMBER (e.g. 1022001). ngx_ssl_cache:
+    // nginx 1.27.4 gave ngx_ssl_connection_certificate() a certificate cache argument.
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
+    let version: u64 = env::var("DEP_NGINX_VERSION_NUMBER")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    println!("cargo::rustc-check-cfg=cfg(ngx_ssl_cache)");
+    if version >= 1_027_004 {
+        println!("cargo::rustc-cfg=ngx_ssl_cache");
+    }
 }

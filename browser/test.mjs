@@ -1,6 +1,6 @@
 // Real-browser test of ngx-websockify: Debian's Chromium, driven by playwright-core, runs
 // noVNC against a real VNC server (x11vnc on Xvfb) through nginx + the module, as started
-// by `scripts/demo start --tls`. Run it through scripts/test-browser.
+// by `scripts/demo start --tls --tls-target`. Run it through scripts/test-browser.
 //
 // For each scenario: open the page, wait for noVNC's connected state, check which
 // subprotocol the WebSocket got, read noVNC's canvas and require the colours drawn on the
@@ -40,6 +40,9 @@ const scenarios = [
     ui: true, expectProtocol: '' },
   { name: "wss:// noVNC 1.7 RFB, wsProtocols ['binary']", base: env.DEMO_TLS_BASE,
     page: 'test/rfb.html?path=websockify&protocols=binary', expectProtocol: 'binary', closeCode: 1000 },
+  // nginx -> TLS (certificate verified, client certificate shown) -> stunnel -> x11vnc
+  { name: 'wss:// noVNC 1.7 RFB, TLS to the VNC server behind stunnel', base: env.DEMO_TLS_TARGET_BASE,
+    page: 'test/rfb.html?path=websockify', expectProtocol: '', closeCode: 1000, viaStunnel: true },
 ].filter((s) => !process.env.ONLY || s.name.includes(process.env.ONLY));
 
 // Records every WebSocket the page opens: offered protocols, negotiated one, close event.
@@ -105,6 +108,10 @@ async function runScenario(browser, s, idx) {
   page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
   try {
     await page.addInitScript(spy);
+    // stunnel logs each connection it accepts: this scenario's must be among them.
+    const stunnelLog = path.join(env.DEMO_LOGS, 'stunnel.log');
+    const accepted = () => (fs.readFileSync(stunnelLog, 'utf8').match(/Service \[vnc\] accepted connection/g) || []).length;
+    const acceptedBefore = s.viaStunnel ? accepted() : 0;
     const url = `${s.base}/${s.page}`;
     await page.goto(url, { timeout: 15000 });
     let closeInfo = '';
@@ -145,6 +152,9 @@ async function runScenario(browser, s, idx) {
     await page.keyboard.press('Enter');
     await until(`"${token}" in ${env.DEMO_TYPED_FILE}`, 15000,
       () => ({ ok: fs.readFileSync(env.DEMO_TYPED_FILE, 'utf8').includes(token) }));
+    if (s.viaStunnel && accepted() <= acceptedBefore) {
+      throw new Error(`stunnel accepted no connection for this session (${stunnelLog})`);
+    }
 
     if (s.screenshot && process.env.SCREENSHOT) {
       // Pointer off the xterm, noVNC's side bar opened, then the picture.

@@ -1,7 +1,8 @@
 //! Directive parsing and merging: `websockify_pass`, `websockify_allow`,
 //! `websockify_allow_origin`, `websockify_buffer_size`, the three timeouts and
 //! `websockify_ping_interval`; nameless locations (`if`, `limit_except`) inherit the
-//! target, and legal but useless combinations draw an `nginx -t` warning.
+//! target, and legal but useless combinations draw an `nginx -t` warning. The target
+//! connection's directives (TLS, PROXY protocol, bind) are in `config_target`.
 
 use core::ffi::{c_char, c_void};
 use core::{mem, ptr};
@@ -17,6 +18,7 @@ use ngx::ffi::{
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
 use crate::allow::{Origin, Rule};
+use crate::config_target::{self, UpstreamConf};
 use crate::module::ngx_http_websockify_module;
 use crate::{handler, status_location};
 
@@ -76,6 +78,8 @@ pub struct LocConf {
     pub send_timeout: ngx_msec_t,
     /// Heartbeat pings to the client; 0 = off.
     pub ping_interval: ngx_msec_t,
+    /// TLS, PROXY protocol and source address for the target.
+    pub upstream: UpstreamConf,
     /// `websockify_session_timeout`; None: unset (off).
     pub session_timeout: Option<Lifetime>,
     /// `websockify_status zone=NAME`: this location serves that zone's status.
@@ -112,6 +116,7 @@ pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             ping_interval: UNSET_MSEC,
             session_timeout: None,
             status_zone: ptr::null_mut(),
+            upstream: UpstreamConf::unset(),
         });
     }
     (*cln).handler = Some(drop_loc_conf);
@@ -127,7 +132,7 @@ pub unsafe extern "C" fn merge_loc_conf(
     prev: *mut c_void,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let prev = &*(prev as *const LocConf);
+    let prev = &mut *(prev as *mut LocConf);
     let conf = &mut *(conf as *mut LocConf);
     let clcf = &mut *core_loc_conf(cf);
     let own_allow = !conf.allow.is_empty();
@@ -176,6 +181,9 @@ pub unsafe extern "C" fn merge_loc_conf(
         UNSET_MSEC,
         DEFAULT_PING,
     );
+    if !config_target::merge(cf, &mut conf.upstream, &mut prev.upstream) {
+        return CONF_ERROR;
+    }
     if conf.session_timeout.is_none() {
         conf.session_timeout.clone_from(&prev.session_timeout);
     }

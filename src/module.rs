@@ -9,8 +9,14 @@ use ngx::ffi::{
     NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
     NGX_HTTP_SRV_CONF,
 };
+// The target-connection directives use nginx's own slots, as proxy_ssl_* and proxy_bind do.
+use ngx::ffi::{
+    ngx_conf_set_flag_slot, ngx_conf_set_num_slot, ngx_conf_set_str_slot,
+    ngx_http_set_complex_value_slot, ngx_http_set_complex_value_zero_slot,
+    ngx_http_upstream_bind_set_slot, NGX_CONF_FLAG,
+};
 
-use crate::{config, status_location, variables, zone};
+use crate::{config, config_target, status_location, variables, zone};
 
 const ANY_LEVEL: ngx_uint_t = (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF) as _;
 
@@ -34,7 +40,7 @@ const fn command(
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 12] = [
+static mut COMMANDS: [ngx_command_t; 25] = [
     command(
         c"websockify_pass",
         (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as _,
@@ -103,6 +109,84 @@ static mut COMMANDS: [ngx_command_t; 12] = [
         (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
         status_location::set_status,
         0,
+    ),
+    command(
+        c"websockify_ssl",
+        ANY_LEVEL | NGX_CONF_FLAG as ngx_uint_t,
+        ngx_conf_set_flag_slot,
+        core::mem::offset_of!(config::LocConf, upstream.ssl_enable),
+    ),
+    command(
+        c"websockify_ssl_protocols",
+        ANY_LEVEL | NGX_CONF_1MORE as ngx_uint_t,
+        config_target::set_protocols,
+        0,
+    ),
+    command(
+        c"websockify_ssl_ciphers",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        ngx_conf_set_str_slot,
+        core::mem::offset_of!(config::LocConf, upstream.ssl_ciphers),
+    ),
+    command(
+        c"websockify_ssl_name",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        ngx_http_set_complex_value_slot,
+        core::mem::offset_of!(config::LocConf, upstream.ssl_name),
+    ),
+    command(
+        c"websockify_ssl_server_name",
+        ANY_LEVEL | NGX_CONF_FLAG as ngx_uint_t,
+        ngx_conf_set_flag_slot,
+        core::mem::offset_of!(config::LocConf, upstream.ssl_server_name),
+    ),
+    command(
+        c"websockify_ssl_verify",
+        ANY_LEVEL | NGX_CONF_FLAG as ngx_uint_t,
+        ngx_conf_set_flag_slot,
+        core::mem::offset_of!(config::LocConf, upstream.ssl_verify),
+    ),
+    command(
+        c"websockify_ssl_verify_depth",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        ngx_conf_set_num_slot,
+        core::mem::offset_of!(config::LocConf, upstream.ssl_verify_depth),
+    ),
+    command(
+        c"websockify_ssl_trusted_certificate",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        ngx_conf_set_str_slot,
+        core::mem::offset_of!(config::LocConf, upstream.ssl_trusted_certificate),
+    ),
+    command(
+        c"websockify_ssl_certificate",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        ngx_http_set_complex_value_zero_slot,
+        core::mem::offset_of!(config::LocConf, upstream.ssl_certificate),
+    ),
+    command(
+        c"websockify_ssl_certificate_key",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        ngx_http_set_complex_value_zero_slot,
+        core::mem::offset_of!(config::LocConf, upstream.ssl_certificate_key),
+    ),
+    command(
+        c"websockify_ssl_session_reuse",
+        ANY_LEVEL | NGX_CONF_FLAG as ngx_uint_t,
+        ngx_conf_set_flag_slot,
+        core::mem::offset_of!(config::LocConf, upstream.ssl_session_reuse),
+    ),
+    command(
+        c"websockify_proxy_protocol",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        config_target::set_proxy_protocol,
+        0,
+    ),
+    command(
+        c"websockify_bind",
+        ANY_LEVEL | NGX_CONF_TAKE12 as ngx_uint_t,
+        ngx_http_upstream_bind_set_slot,
+        core::mem::offset_of!(config::LocConf, upstream.local),
     ),
     ngx_command_t::empty(),
 ];

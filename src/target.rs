@@ -10,18 +10,18 @@ use core::{mem, ptr};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use ngx::ffi::{
-    getsockopt, ngx_add_timer, ngx_array_create, ngx_array_push, ngx_close_connection,
-    ngx_connection_t, ngx_current_msec, ngx_del_timer, ngx_destroy_pool, ngx_event_connect_peer,
-    ngx_event_t, ngx_http_block_reading, ngx_http_complex_value, ngx_http_core_loc_conf_t,
-    ngx_http_core_module, ngx_http_request_t, ngx_http_run_posted_requests,
-    ngx_http_upstream_create, ngx_http_upstream_create_round_robin_peer,
-    ngx_http_upstream_main_conf_t, ngx_http_upstream_module, ngx_http_upstream_resolved_t,
-    ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t, ngx_int_t, ngx_parse_url, ngx_pcalloc,
-    ngx_pool_cleanup_add, ngx_pool_t, ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start,
-    ngx_resolver_addr_t, ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_socket_errno, ngx_str_t,
-    ngx_url_t, recv, sockaddr, sockaddr_in, sockaddr_in6, sockaddr_un, socklen_t, AF_INET,
-    AF_INET6, AF_UNIX, MSG_PEEK, NGX_EAGAIN, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO,
-    NGX_PEER_FAILED, SOL_SOCKET, SO_ERROR,
+    getsockopt, ngx_add_timer, ngx_array_create, ngx_array_push, ngx_connection_t,
+    ngx_current_msec, ngx_del_timer, ngx_destroy_pool, ngx_event_connect_peer, ngx_event_t,
+    ngx_http_block_reading, ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module,
+    ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_upstream_create,
+    ngx_http_upstream_create_round_robin_peer, ngx_http_upstream_main_conf_t,
+    ngx_http_upstream_module, ngx_http_upstream_resolved_t, ngx_http_upstream_srv_conf_t,
+    ngx_http_upstream_state_t, ngx_int_t, ngx_parse_url, ngx_pcalloc, ngx_pool_cleanup_add,
+    ngx_pool_t, ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t,
+    ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_socket_errno, ngx_str_t, ngx_url_t, recv,
+    sockaddr, sockaddr_in, sockaddr_in6, sockaddr_un, socklen_t, AF_INET, AF_INET6, AF_UNIX,
+    MSG_PEEK, NGX_EAGAIN, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO, NGX_PEER_FAILED,
+    SOL_SOCKET, SO_ERROR,
 };
 use ngx::ngx_log_error;
 
@@ -29,6 +29,7 @@ use crate::allow::{self, Peer};
 use crate::config::{cstr, LocConf, Target, DEFAULT_PORT};
 use crate::module::ngx_http_websockify_module;
 use crate::relay::{self, Session};
+use crate::target_setup;
 
 const NGX_OK: ngx_int_t = 0;
 const NGX_ERROR: ngx_int_t = -1;
@@ -54,9 +55,17 @@ pub unsafe fn begin(s: &mut Session) {
     // EPOLLRDHUP / EV_EOF): it reports a client that leaves; relay::start replaces these.
     (*r).read_event_handler = Some(check_client_read);
     (*r).write_event_handler = Some(check_client_write);
+    if let Err(status) = target_setup::set_local(s) {
+        relay::fail(s, status);
+        return;
+    }
     let conf = &*s.conf;
     let rc = match conf.target.as_ref() {
-        Some(Target::Static(uscf)) => init_group(r, *uscf),
+        Some(Target::Static(uscf)) => {
+            // The name TLS verifies and sends by default, as proxy_pass's host.
+            (*(*r).upstream).ssl_name = (**uscf).host;
+            init_group(r, *uscf)
+        }
         Some(Target::Dynamic(cv)) => choose(s, conf, cv),
         None => Err(HTTP_INTERNAL_SERVER_ERROR),
     };
@@ -113,6 +122,7 @@ unsafe fn choose(
         );
         return Err(HTTP_BAD_GATEWAY);
     }
+    (*(*r).upstream).ssl_name = u.host;
     // A group is reached only when a rule names it: a value from the client must not
     // reach upstreams meant for proxy_pass or fastcgi.
     if let Some(uscf) = find_group(r, &u) {
@@ -303,7 +313,7 @@ fn with_port(peer: Peer, port: u16) -> Peer {
 }
 
 /// A socket address as the allow-list sees it.
-unsafe fn peer_of<'a>(sa: *const sockaddr, len: socklen_t) -> Option<Peer<'a>> {
+pub(crate) unsafe fn peer_of<'a>(sa: *const sockaddr, len: socklen_t) -> Option<Peer<'a>> {
     match i32::from((*sa).sa_family) {
         f if f == AF_INET as i32 => {
             let sin = &*(sa as *const sockaddr_in);
@@ -382,7 +392,7 @@ pub unsafe fn connect(s: &mut Session) {
                     relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
                     return;
                 }
-                connected(s);
+                target_setup::connected(s);
                 return;
             }
         }
@@ -411,10 +421,10 @@ unsafe extern "C" fn destroy_pool(data: *mut c_void) {
 
 /// Closes the peer connection, if any, and gives the peer back to the balancer without
 /// blaming it.
-unsafe fn release_peer(s: &mut Session) {
+pub(crate) unsafe fn release_peer(s: &mut Session) {
     let pc = s.peer();
     if !(*pc).connection.is_null() {
-        ngx_close_connection((*pc).connection);
+        target_setup::close((*pc).connection, true);
         (*pc).connection = ptr::null_mut();
     }
     if !(*pc).sockaddr.is_null() {
@@ -440,10 +450,7 @@ unsafe fn connect_event(s: &mut Session, ev: *mut ngx_event_t, c: *mut ngx_conne
     } else if let Some(err) = socket_error(c) {
         failed(s, Some(&os_error(err)), HTTP_BAD_GATEWAY)
     } else {
-        if (*(*c).write).timer_set() != 0 {
-            ngx_del_timer((*c).write);
-        }
-        connected(s);
+        target_setup::connected(s);
         return;
     };
     if more {
@@ -477,7 +484,7 @@ unsafe fn socket_error(c: *mut ngx_connection_t) -> Option<i32> {
 
 /// Logs a failed attempt naming the target (unless nginx did), tells the balancer, and
 /// says whether another peer may be tried; when not, the request has been ended.
-unsafe fn failed(s: &mut Session, why: Option<&str>, status: ngx_int_t) -> bool {
+pub(crate) unsafe fn failed(s: &mut Session, why: Option<&str>, status: ngx_int_t) -> bool {
     let pc = s.peer();
     let log = (*(*s.r).connection).log;
     if let Some(why) = why {
@@ -496,7 +503,7 @@ unsafe fn failed(s: &mut Session, why: Option<&str>, status: ngx_int_t) -> bool 
         state.status = status as usize;
     }
     if !(*pc).connection.is_null() {
-        ngx_close_connection((*pc).connection);
+        target_setup::close((*pc).connection, false);
         (*pc).connection = ptr::null_mut();
     }
     if let Some(free) = (*pc).free {
@@ -510,7 +517,13 @@ unsafe fn failed(s: &mut Session, why: Option<&str>, status: ngx_int_t) -> bool 
     true
 }
 
-unsafe fn connected(s: &mut Session) {
+/// Connected, and the PROXY header and TLS handshake done (target_setup): as in the
+/// upstream module, `$upstream_connect_time` includes them.
+pub(crate) unsafe fn established(s: &mut Session) {
+    let c = (*s.peer()).connection;
+    if (*(*c).write).timer_set() != 0 {
+        ngx_del_timer((*c).write);
+    }
     let elapsed = ngx_current_msec.saturating_sub((*s.peer()).start_time);
     if let Some(state) = current_state(s) {
         state.connect_time = elapsed;

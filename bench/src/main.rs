@@ -577,6 +577,9 @@ enum Kind {
     Websocat,
     /// The module with a `websockify_zone` recording every session: the zone's cost.
     Zone,
+    /// Not a peer: the TLS server in front of the targets for the "TLS to the target" row
+    /// (nginx stream, `listen ... ssl`), shared by the module and the ceiling.
+    TlsFront,
 }
 
 impl Kind {
@@ -587,8 +590,20 @@ impl Kind {
             Kind::Websockify => "websockify",
             Kind::Websocat => "websocat",
             Kind::Zone => "zone",
+            Kind::TlsFront => "tls-front",
         }
     }
+
+    /// Peers that can reach the targets over TLS (websockify_ssl, proxy_ssl).
+    fn tls(self) -> bool {
+        matches!(self, Kind::Module | Kind::Ceiling)
+    }
+}
+
+/// The TLS front's certificate and key, when the TLS row runs.
+struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 struct Cfg {
@@ -601,6 +616,7 @@ struct Cfg {
     base: u16,
     buffer: usize,
     nofile: usize,
+    tls: Option<Tls>,
 }
 
 impl Cfg {
@@ -610,8 +626,22 @@ impl Cfg {
     fn ws_port(&self) -> u16 {
         self.base + 1
     }
+    /// The TLS front: TLS in, plain out to the raw and to the WebSocket target.
+    fn front_raw_port(&self) -> u16 {
+        self.base + 2
+    }
+    fn front_ws_port(&self) -> u16 {
+        self.base + 3
+    }
     fn port(&self, k: Kind) -> u16 {
-        self.base + 10 + k as u16
+        match k {
+            Kind::TlsFront => self.front_raw_port(),
+            _ => self.base + 10 + k as u16,
+        }
+    }
+    /// Where a TLS-capable peer (module, ceiling) relays to the targets over TLS.
+    fn tls_port(&self, k: Kind) -> u16 {
+        self.base + 4 + k as u16
     }
 }
 
@@ -668,7 +698,7 @@ impl Running {
     fn memory_kb(&self) -> f64 {
         let pid = self.pid();
         match self.kind {
-            Kind::Module | Kind::Zone | Kind::Ceiling => proc_table()
+            Kind::Module | Kind::Zone | Kind::Ceiling | Kind::TlsFront => proc_table()
                 .iter()
                 .filter(|(_, pp)| *pp == pid)
                 .map(|(p, _)| status_kb(*p, "status", "VmRSS:"))
@@ -740,11 +770,27 @@ fn nginx_conf(cfg: &Cfg, k: Kind, dir: &Path) -> String {
         "worker_processes 1;\ndaemon off;\nmaster_process on;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          worker_rlimit_nofile {wc};\nevents {{ worker_connections {wc}; }}\n"
     );
+    let b = cfg.buffer;
+    // The same relay again, to the targets through the TLS front.
+    let tls_server = match (k, &cfg.tls) {
+        (Kind::Module, Some(_)) => format!(
+            "  server {{\n    listen 127.0.0.1:{};\n    location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      \
+             websockify_ssl on;\n      websockify_buffer_size {b};\n    }}\n  }}\n",
+            cfg.tls_port(k),
+            cfg.front_raw_port()
+        ),
+        (Kind::Ceiling, Some(_)) => format!(
+            "  server {{\n    listen 127.0.0.1:{};\n    proxy_pass 127.0.0.1:{};\n    proxy_ssl on;\n    proxy_buffer_size {b};\n  }}\n",
+            cfg.tls_port(k),
+            cfg.front_ws_port()
+        ),
+        _ => String::new(),
+    };
     match k {
         Kind::Module | Kind::Zone => format!(
             "load_module {};\n{common}http {{\n  access_log off;\n{}  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  \
              fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  server {{\n    listen 127.0.0.1:{};\n    \
-             location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      websockify_buffer_size {};\n    }}\n  }}\n}}\n",
+             location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      websockify_buffer_size {b};\n    }}\n  }}\n{tls_server}}}\n",
             cfg.module,
             if k == Kind::Zone {
                 "  websockify_zone bench 32m;\n"
@@ -753,17 +799,60 @@ fn nginx_conf(cfg: &Cfg, k: Kind, dir: &Path) -> String {
             },
             cfg.port(k),
             cfg.raw_port(),
-            cfg.buffer
         ),
+        Kind::TlsFront => {
+            let (cert, key) = cfg
+                .tls
+                .as_ref()
+                .map(|t| (t.cert.display().to_string(), t.key.display().to_string()))
+                .unwrap_or_default();
+            format!(
+                "load_module {};\n{common}stream {{\n  ssl_certificate {cert};\n  ssl_certificate_key {key};\n  \
+                 server {{\n    listen 127.0.0.1:{} ssl;\n    proxy_pass 127.0.0.1:{};\n    proxy_buffer_size {b};\n  }}\n  \
+                 server {{\n    listen 127.0.0.1:{} ssl;\n    proxy_pass 127.0.0.1:{};\n    proxy_buffer_size {b};\n  }}\n}}\n",
+                cfg.stream_module,
+                cfg.front_raw_port(),
+                cfg.raw_port(),
+                cfg.front_ws_port(),
+                cfg.ws_port(),
+            )
+        }
         _ => format!(
             "load_module {};\n{common}stream {{\n  server {{\n    listen 127.0.0.1:{};\n    proxy_pass 127.0.0.1:{};\n    \
-             proxy_buffer_size {};\n  }}\n}}\n",
+             proxy_buffer_size {b};\n  }}\n{tls_server}}}\n",
             cfg.stream_module,
             cfg.port(k),
             cfg.ws_port(),
-            cfg.buffer
         ),
     }
+}
+
+/// A throwaway certificate for the TLS front (the peers do not verify it), then the front.
+fn tls_setup(cfg: &mut Cfg) -> io::Result<Running> {
+    let dir = cfg.work.join("tls-front");
+    fs::create_dir_all(&dir)?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !st.success() {
+        return Err(bad(format!("openssl req: {st}")));
+    }
+    cfg.tls = Some(Tls { cert, key });
+    start(cfg, Kind::TlsFront).inspect_err(|_| cfg.tls = None)
 }
 
 fn wait_port(port: u16, child: &mut Child) -> io::Result<()> {
@@ -805,7 +894,7 @@ fn start_once(cfg: &Cfg, k: Kind) -> io::Result<Running> {
         .open(dir.join("output.log"))?;
     let port = cfg.port(k);
     let mut cmd = match k {
-        Kind::Module | Kind::Zone | Kind::Ceiling => {
+        Kind::Module | Kind::Zone | Kind::Ceiling | Kind::TlsFront => {
             let conf = dir.join("nginx.conf");
             fs::write(&conf, nginx_conf(cfg, k, &dir))?;
             let mut c = Command::new(&cfg.nginx);
@@ -857,6 +946,19 @@ struct Metric {
     lower_better: bool,
     ratio: bool,
     goal: &'static str,
+}
+
+/// A throughput test: direction, message size, connections and bytes per connection;
+/// `tls`: the peer reaches the target over TLS.
+struct Tp {
+    key: String,
+    label: String,
+    dir: Dir,
+    msg: usize,
+    conns: usize,
+    total: u64,
+    goal: &'static str,
+    tls: bool,
 }
 
 struct Sizes {
@@ -954,7 +1056,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
     let nofile: usize = get("--nofile", "1024")
         .parse()
         .map_err(|_| bad("--nofile"))?;
-    let cfg = Cfg {
+    let mut cfg = Cfg {
         nginx: get("--nginx", "/usr/sbin/nginx"),
         module: get("--module", ""),
         stream_module: get(
@@ -971,6 +1073,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
             .parse()
             .map_err(|_| bad("--buffer"))?,
         nofile,
+        tls: None,
     };
     let json_path = get("--json", "build/bench/results.json");
     let command = get("--command", "wsbench run");
@@ -1063,7 +1166,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
     wait_port(cfg.raw_port(), &mut target)?;
     wait_port(cfg.ws_port(), &mut target)?;
 
-    let tp: Vec<(String, String, Dir, usize, usize, u64, &'static str)> = {
+    let tp: Vec<Tp> = {
         let mut v = Vec::new();
         for (msg, mlabel, conns, total) in [
             (65536, "64 KiB", 1, sz.big1),
@@ -1083,17 +1186,30 @@ fn run_main(args: &[String]) -> io::Result<i32> {
                 } else {
                     format!("{conns} conns")
                 };
-                v.push((
-                    format!("tp_{}_{}c_{dl}", msg, conns),
-                    format!("{mlabel}, {c}: {dl} (MiB/s)"),
+                v.push(Tp {
+                    key: format!("tp_{}_{}c_{dl}", msg, conns),
+                    label: format!("{mlabel}, {c}: {dl} (MiB/s)"),
                     dir,
                     msg,
                     conns,
                     total,
                     goal,
-                ));
+                    tls: false,
+                });
             }
         }
+        // The peer speaks TLS to the target (through the TLS front): module with
+        // websockify_ssl, ceiling with stream proxy_ssl.
+        v.push(Tp {
+            key: "tls_65536_1c_down".to_string(),
+            label: "64 KiB, 1 conn: down, TLS to the target (MiB/s)".to_string(),
+            dir: Dir::Down,
+            msg: 65536,
+            conns: 1,
+            total: sz.big1,
+            goal: "≥ 0.90",
+            tls: true,
+        });
         v
     };
     // --tests a,b: run only metrics whose key contains one of these (profiling aid).
@@ -1104,15 +1220,23 @@ fn run_main(args: &[String]) -> io::Result<i32> {
     };
     let run_lat = wanted("lat");
     let run_mem = wanted("mem");
+    // The TLS front and its throwaway certificate, when the TLS row runs.
+    let mut front = None;
+    if tp.iter().any(|t| t.tls && wanted(&t.key)) {
+        match tls_setup(&mut cfg) {
+            Ok(r) => front = Some(r),
+            Err(e) => eprintln!("bench: no TLS row: {e}"),
+        }
+    }
     let mut metrics: Vec<Metric> = tp
         .iter()
         .map(|t| Metric {
-            key: t.0.clone(),
-            label: t.1.clone(),
+            key: t.key.clone(),
+            label: t.label.clone(),
             unit: "MiB/s",
             lower_better: false,
             ratio: true,
-            goal: t.6,
+            goal: t.goal,
         })
         .collect();
     metrics.push(Metric {
@@ -1210,30 +1334,30 @@ fn run_main(args: &[String]) -> io::Result<i32> {
         };
         // Interleaved: every test runs on every peer before the next test.
         for (mi, t) in tp.iter().enumerate() {
-            if !wanted(&t.0) {
+            if !wanted(&t.key) {
                 continue;
             }
             // The order rotates each round, so no peer always runs first or last.
             for j in 0..kinds.len() {
                 let pi = (j + round) % kinds.len();
                 let k = kinds[pi];
-                if running[pi].is_none() {
+                if running[pi].is_none() || (t.tls && (!k.tls() || front.is_none())) {
                     continue;
                 }
                 let ep = Endpoint {
-                    port: cfg.port(k),
+                    port: if t.tls { cfg.tls_port(k) } else { cfg.port(k) },
                     path: "/websockify",
                 };
-                let r = throughput(&ep, t.2, t.4, t.5, t.3);
+                let r = throughput(&ep, t.dir, t.conns, t.total, t.msg);
                 eprintln!(
                     "  {:<34} {:<10} {}",
-                    t.1,
+                    t.label,
                     k.name(),
                     r.as_ref()
                         .map(|x| format!("{x:.1}"))
                         .unwrap_or_else(|e| format!("ERROR {e}"))
                 );
-                record(mi, pi, r, &t.1, &mut values);
+                record(mi, pi, r, &t.label, &mut values);
             }
         }
         for j in 0..kinds.len() {
@@ -1323,6 +1447,9 @@ fn run_main(args: &[String]) -> io::Result<i32> {
             r.stop();
             release_target(cfg.raw_port());
         }
+    }
+    if let Some(f) = front {
+        f.stop();
     }
     let _ = target.kill();
     let _ = target.wait();

@@ -8,14 +8,14 @@ use std::{mem, ptr};
 use std::cell::RefCell;
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_current_msec, ngx_cycle,
-    ngx_del_timer, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event,
-    ngx_http_block_reading, ngx_http_cleanup_add, ngx_http_complex_value, ngx_http_core_loc_conf_t,
-    ngx_http_core_module, ngx_http_finalize_request, ngx_http_output_filter,
-    ngx_http_request_empty_handler, ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t,
-    ngx_log_t, ngx_msec_t, ngx_parse_time, ngx_pcalloc, ngx_peer_connection_t, ngx_pid,
-    ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_resolver_ctx_t, ngx_shm_zone_t, ngx_str_t,
-    ngx_tcp_nodelay, ngx_time, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
+    ngx_add_timer, ngx_connection_t, ngx_current_msec, ngx_cycle, ngx_del_timer, ngx_event_t,
+    ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading, ngx_http_cleanup_add,
+    ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module,
+    ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_empty_handler,
+    ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_log_t, ngx_msec_t,
+    ngx_parse_time, ngx_pcalloc, ngx_peer_connection_t, ngx_pid, ngx_pool_cleanup_add,
+    ngx_resolve_name_done, ngx_resolver_ctx_t, ngx_shm_zone_t, ngx_str_t, ngx_tcp_nodelay,
+    ngx_time, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
 };
 use ngx::ngx_log_error;
 
@@ -510,7 +510,8 @@ unsafe fn close_target(s: &mut Session) {
     };
     let pc = &mut u.peer;
     if !pc.connection.is_null() {
-        ngx_close_connection(pc.connection);
+        // TLS to the target ends with a close_notify alert, as the upstream module's.
+        crate::target_setup::close(pc.connection, true);
         pc.connection = ptr::null_mut();
         if let Some(free) = pc.free {
             free(pc, pc.data, 0);

@@ -452,12 +452,21 @@ sub _connect_sock {
     my %o = @_;
     my $port = $o{port} // server_port_client();
     my $addr = $o{addr} // '127.0.0.1';
-    my $sock = IO::Socket::INET->new(Proto => 'tcp')
-        or die "socket: $!\n";
-    # Buffer sizes before connect(): the window scale is fixed by the handshake.
-    setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $o{rcvbuf}) if $o{rcvbuf};
-    setsockopt($sock, SOL_SOCKET, SO_SNDBUF, $o{sndbuf}) if $o{sndbuf};
-    $sock->connect(Socket::pack_sockaddr_in($port, Socket::inet_aton($addr)))
+    my $sock;
+    if ($addr =~ /:/) {
+        require IO::Socket::IP;
+        $sock = IO::Socket::IP->new(PeerAddr => $addr, PeerPort => $port,
+            Proto => 'tcp', Timeout => 5);
+    } else {
+        $sock = IO::Socket::INET->new(Proto => 'tcp')
+            or die "socket: $!\n";
+        # Buffer sizes before connect(): the window scale is fixed by the handshake.
+        setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $o{rcvbuf}) if $o{rcvbuf};
+        setsockopt($sock, SOL_SOCKET, SO_SNDBUF, $o{sndbuf}) if $o{sndbuf};
+        $sock->connect(Socket::pack_sockaddr_in($port, Socket::inet_aton($addr)))
+            or undef $sock;
+    }
+    $sock
         or die "cannot connect to nginx on port $port: $!\n";
     setsockopt($sock, IPPROTO_TCP, TCP_NODELAY, 1);
     if ($o{tls}) {
@@ -750,13 +759,29 @@ package WsTest;
 #             sndbuf => bytes (SO_SNDBUF of each accepted connection),
 #             accept_delay => seconds (sleep before the first accept),
 #             read_delay => seconds (do not read for that long after accept),
-#             backlog => N, no_accept => 1 (never accept))
+#             backlog => N, no_accept => 1 (never accept),
+#             proxy_protocol => 1 (first read a PROXY protocol v1 or v2 header),
+#             tls => {cert, key, ca (then a client certificate is required), version,
+#                     ciphers} (then a TLS handshake, after the PROXY header))
 # Returns an object: ->connections, ->data(i), ->eof(i), ->wait_data(len, t),
-# ->wait_eof(t), ->wait_connections(n, t), ->sent(i) (bytes the target managed to
-# write), ->closed(i), ->wait_closed(t, i) (the target's side ended: it saw EOF, a
-# write failed, or it was told to close), ->stop.  i counts from 1.
+# ->wait_eof(t), ->eof_kind(i), ->wait_connections(n, t), ->sent(i) (bytes the target
+# managed to write), ->closed(i), ->wait_closed(t, i) (the target's side ended: it saw EOF,
+# a write failed, or it was told to close), ->peer(i) ("addr port" of the client),
+# ->proxy(i) (the PROXY header's bytes), ->proxy_parsed(i), ->tls(i) (a hash of the
+# handshake: error, version, cipher, sni, reused, client), ->stop.  i counts from 1.
 sub mock_target {
     my %o = @_;
+    if ($o{tls}) {
+        # Made once, before the fork: every connection shares its session ticket keys.
+        require IO::Socket::SSL;
+        my $t = $o{tls};
+        $o{tls_ctx} = IO::Socket::SSL::SSL_Context->new(SSL_server => 1,
+            SSL_cert_file => $t->{cert}, SSL_key_file => $t->{key},
+            ($t->{ca} ? (SSL_ca_file => $t->{ca}, SSL_verify_mode => 0x03) : (SSL_verify_mode => 0)),
+            ($t->{version} ? (SSL_version => $t->{version}) : ()),
+            ($t->{ciphers} ? (SSL_cipher_list => $t->{ciphers}) : ()))
+            or die "mock target: TLS context: $IO::Socket::SSL::SSL_ERROR\n";
+    }
     my $dir = File::Temp::tempdir('target-XXXXXX', DIR => $TMP, CLEANUP => 1);
     my $listen;
     if ($o{unix}) {
@@ -821,8 +846,24 @@ sub _write_file {
 sub _target_conn {
     my ($c, $base, $o) = @_;
     open my $mark, '>', $base; close $mark;
+    _write_file("$base.peer", $c->peerhost . ' ' . $c->peerport) if $c->can('peerport');
     open my $rec, '>>:raw', "$base.data" or die;
     $rec->autoflush(1);
+    $c->blocking(1);
+    return if $o->{proxy_protocol} && !_read_proxy_header($c, $base);
+    if ($o->{tls_ctx}) {
+        my $ok = IO::Socket::SSL->start_SSL($c, SSL_server => 1, SSL_reuse_ctx => $o->{tls_ctx},
+            Timeout => 5);
+        if (!$ok) {
+            _write_file("$base.tls", "error $IO::Socket::SSL::SSL_ERROR\n");
+            return;
+        }
+        my $client = $c->peer_certificate('subject') // '';
+        _write_file("$base.tls", join '', map { "$_->[0] $_->[1]\n" }
+            [version => $c->get_sslversion], [cipher => $c->get_cipher],
+            [sni => $c->get_servername // ''], [reused => $c->get_session_reused ? 1 : 0],
+            [client => $client]);
+    }
     $c->blocking(0);
     setsockopt($c, SOL_SOCKET, SO_SNDBUF, $o->{sndbuf}) if $o->{sndbuf};
     my $sent = 0;
@@ -832,6 +873,7 @@ sub _target_conn {
     my $peer_eof = 0;
     my $sel = IO::Select->new($c);
     my $flood = $o->{flood} ? prng_bytes('flood', 65536) : undef;
+    my $tls = $o->{tls_ctx};
     while (1) {
         $out .= $flood if defined $flood && length $out < 65536;
         if ($o->{close_after} && time - $start >= $o->{close_after}) { last }
@@ -842,16 +884,22 @@ sub _target_conn {
         if ($o->{close_after_send} && $out eq '') { last }
         if ($peer_eof && $out eq '') { last }
         my $reading = !$peer_eof && !($o->{read_delay} && time - $start < $o->{read_delay});
+        # Bytes already decrypted inside the TLS layer never show in select().
+        my $pending = $reading && $tls && $c->pending;
         my ($r, $w) = IO::Select->select($reading ? $sel : undef, $out ne '' ? $sel : undef,
-            undef, 0.05);
-        if ($r && @$r) {
+            undef, $pending ? 0 : 0.05);
+        if (($r && @$r) || $pending) {
             my $n = sysread($c, my $buf, 262144);
             if (defined $n && $n > 0) {
                 print $rec $buf;
                 $out .= $buf if $o->{echo};
             } elsif (defined $n || ($! != EAGAIN && $! != EINTR)) {
                 $peer_eof = 1;
-                open my $e, '>', "$base.eof"; close $e;
+                # over TLS, a clean end is the peer's close_notify alert
+                # (SSL_RECEIVED_SHUTDOWN); the end of the TCP stream alone is just 'eof'
+                my $notify = $tls && Net::SSLeay::get_shutdown($c->_get_ssl_object) & 2;
+                _write_file("$base.eof", !defined $n ? "error: $!"
+                    : $notify ? 'close_notify' : 'eof');
                 last if !$o->{echo};
             }
         }
@@ -868,6 +916,63 @@ sub _target_conn {
     }
     close $c;
     open my $d, '>', "$base.closed"; close $d;
+}
+
+sub _write_file {
+    my ($path, $data) = @_;
+    open my $f, '>:raw', "$path.tmp" or die "$path: $!";
+    print $f $data;
+    close $f;
+    rename "$path.tmp", $path;
+}
+
+# Reads a PROXY protocol header (v1 text or v2 binary) and nothing after it; keeps its
+# bytes in BASE.proxy and what it says in BASE.proxy.parsed (or why it is invalid).
+sub _read_proxy_header {
+    my ($c, $base) = @_;
+    my $sig = "\r\n\r\n\0\r\nQUIT\n";
+    my $read = sub {
+        my $n = shift;
+        my $buf = '';
+        while (length $buf < $n) {
+            my $got = sysread($c, $buf, $n - length $buf, length $buf);
+            return undef if !$got;
+        }
+        return $buf;
+    };
+    my $head = $read->(1) // return;
+    my ($raw, $parsed);
+    if ($head eq 'P') {
+        $raw = $head;
+        while ($raw !~ /\r\n\z/ && length $raw < 107) {
+            $raw .= $read->(1) // last;
+        }
+        $parsed = $raw =~ /\APROXY (TCP4|TCP6) (\S+) (\S+) (\d+) (\d+)\r\n\z/
+            ? "v1 $1 $2 $3 $4 $5" : $raw eq "PROXY UNKNOWN\r\n" ? 'v1 UNKNOWN' : 'invalid';
+    } else {
+        $raw = $head . ($read->(15) // '');
+        my $len = length $raw == 16 ? unpack('n', substr($raw, 14, 2)) : 0;
+        $raw .= $read->($len) // '' if $len;
+        $parsed = 'invalid';
+        if (length $raw == 16 + $len && substr($raw, 0, 12) eq $sig) {
+            my ($vc, $fam) = unpack('C C', substr($raw, 12, 2));
+            my $body = substr($raw, 16);
+            if ($vc == 0x21 && $fam == 0x11 && $len == 12) {
+                my @a = unpack('a4 a4 n n', $body);
+                $parsed = join ' ', 'v2 TCP4', Socket::inet_ntop(Socket::AF_INET(), $a[0]),
+                    Socket::inet_ntop(Socket::AF_INET(), $a[1]), $a[2], $a[3];
+            } elsif ($vc == 0x21 && $fam == 0x21 && $len == 36) {
+                my @a = unpack('a16 a16 n n', $body);
+                $parsed = join ' ', 'v2 TCP6', Socket::inet_ntop(Socket::AF_INET6(), $a[0]),
+                    Socket::inet_ntop(Socket::AF_INET6(), $a[1]), $a[2], $a[3];
+            } elsif ($vc == 0x21 && $fam == 0x00) {
+                $parsed = 'v2 UNSPEC';
+            }
+        }
+    }
+    _write_file("$base.proxy", $raw);
+    _write_file("$base.proxy.parsed", $parsed);
+    return $parsed ne 'invalid';
 }
 
 package WsTest::Target;
@@ -898,6 +1003,25 @@ sub closed { my ($self, $i) = @_; -e "$self->{dir}/conn." . ($i // 1) . ".closed
 sub wait_closed {
     my ($self, $timeout, $i) = @_;
     return WsTest::wait_until(sub { $self->closed($i) }, $timeout) ? 1 : 0;
+}
+
+# How the client's side ended: 'close_notify' (TLS), 'eof' or 'error: ...'.
+sub eof_kind { $_[0]->_conn_file($_[1], 'eof') }
+
+sub _conn_file { my ($self, $i, $what) = @_; WsTest::slurp("$self->{dir}/conn." . ($i // 1) . ".$what") }
+
+sub peer { $_[0]->_conn_file($_[1], 'peer') }
+
+sub proxy { $_[0]->_conn_file($_[1], 'proxy') }
+
+sub proxy_parsed { $_[0]->_conn_file($_[1], 'proxy.parsed') }
+
+# The TLS handshake of connection i, once it ended: {error} or {version, cipher, sni,
+# reused, client}; undef before.
+sub tls {
+    my ($self, $i) = @_;
+    my $t = WsTest::wait_until(sub { $self->_conn_file($i, 'tls') }, 5) // return undef;
+    return { map { /^(\w+) ?(.*)$/ } split /\n/, $t };
 }
 
 sub wait_data {

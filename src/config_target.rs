@@ -1,0 +1,314 @@
+//! Directives for the connection to the target, named, parsed and merged like their
+//! nginx counterparts: TLS (`websockify_ssl*`, the stream proxy's `proxy_ssl*`), the PROXY
+//! protocol header (`websockify_proxy_protocol`, the stream proxy's `proxy_protocol`) and
+//! the source address (`websockify_bind`, `proxy_bind`, parsed by nginx's own slot).
+
+use core::ffi::{c_char, c_void};
+use core::{mem, ptr};
+
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_http_complex_value_t, ngx_http_upstream_local_t,
+    ngx_pcalloc, ngx_pool_cleanup_add, ngx_ssl_certificate, ngx_ssl_ciphers, ngx_ssl_cleanup_ctx,
+    ngx_ssl_client_session_cache, ngx_ssl_create, ngx_ssl_t, ngx_ssl_trusted_certificate,
+    ngx_str_t, ngx_uint_t, NGX_SSL_SSLv2, NGX_SSL_SSLv3, NGX_SSL_TLSv1, NGX_SSL_TLSv1_1,
+    NGX_SSL_TLSv1_2, NGX_SSL_TLSv1_3, NGX_CONF_BITMASK_SET, NGX_LOG_EMERG,
+};
+use ngx::{ngx_conf_log_error, ngx_log_error};
+
+const NGX_OK: isize = 0;
+const CONF_OK: *mut c_char = ptr::null_mut();
+const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
+const UNSET: ngx_flag_t = -1;
+const UNSET_UINT: ngx_uint_t = ngx_uint_t::MAX;
+const UNSET_PTR: *mut c_void = usize::MAX as *mut c_void;
+
+/// nginx 1.23.4's default (`NGX_SSL_DEFAULT_PROTOCOLS`), for 1.22 too.
+const DEFAULT_PROTOCOLS: ngx_uint_t =
+    (NGX_CONF_BITMASK_SET | NGX_SSL_TLSv1_2 | NGX_SSL_TLSv1_3) as ngx_uint_t;
+const PROTOCOLS: [(&str, u32); 6] = [
+    ("SSLv2", NGX_SSL_SSLv2),
+    ("SSLv3", NGX_SSL_SSLv3),
+    ("TLSv1", NGX_SSL_TLSv1),
+    ("TLSv1.1", NGX_SSL_TLSv1_1),
+    ("TLSv1.2", NGX_SSL_TLSv1_2),
+    ("TLSv1.3", NGX_SSL_TLSv1_3),
+];
+
+/// `websockify_proxy_protocol`: which header goes first to the target.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    Off,
+    V1,
+    V2,
+}
+
+/// How the module talks to its target, as `ngx_http_upstream_conf_t` holds it for
+/// proxy_pass. Raw nginx types: nginx's own slots fill most fields.
+pub struct UpstreamConf {
+    pub ssl_enable: ngx_flag_t,
+    /// Shared by levels whose TLS settings are all inherited (ngx_stream_proxy_merge_ssl).
+    pub ssl: *mut ngx_ssl_t,
+    pub ssl_protocols: ngx_uint_t,
+    pub ssl_ciphers: ngx_str_t,
+    pub ssl_name: *mut ngx_http_complex_value_t,
+    pub ssl_server_name: ngx_flag_t,
+    pub ssl_verify: ngx_flag_t,
+    pub ssl_verify_depth: ngx_uint_t,
+    pub ssl_trusted_certificate: ngx_str_t,
+    pub ssl_certificate: *mut ngx_http_complex_value_t,
+    pub ssl_certificate_key: *mut ngx_http_complex_value_t,
+    pub ssl_session_reuse: ngx_flag_t,
+    pub proxy_protocol: Option<ProxyProtocol>,
+    pub local: *mut ngx_http_upstream_local_t,
+}
+
+impl UpstreamConf {
+    pub fn unset() -> UpstreamConf {
+        UpstreamConf {
+            ssl_enable: UNSET,
+            ssl: ptr::null_mut(),
+            ssl_protocols: 0,
+            ssl_ciphers: ngx_str_t::default(),
+            ssl_name: UNSET_PTR.cast(),
+            ssl_server_name: UNSET,
+            ssl_verify: UNSET,
+            ssl_verify_depth: UNSET_UINT,
+            ssl_trusted_certificate: ngx_str_t::default(),
+            ssl_certificate: UNSET_PTR.cast(),
+            ssl_certificate_key: UNSET_PTR.cast(),
+            ssl_session_reuse: UNSET,
+            proxy_protocol: None,
+            local: UNSET_PTR.cast(),
+        }
+    }
+
+    /// No TLS setting at this level: it can share its parent's TLS context.
+    fn ssl_unset(&self) -> bool {
+        self.ssl_protocols == 0
+            && self.ssl_ciphers.data.is_null()
+            && self.ssl_certificate == UNSET_PTR.cast()
+            && self.ssl_certificate_key == UNSET_PTR.cast()
+            && self.ssl_verify == UNSET
+            && self.ssl_verify_depth == UNSET_UINT
+            && self.ssl_trusted_certificate.data.is_null()
+            && self.ssl_session_reuse == UNSET
+    }
+}
+
+/// ngx_stream_proxy_merge_srv_conf's TLS part, `proxy_protocol` and `proxy_bind`.
+/// `prev` may receive this level's TLS context (see `merge_ssl`).
+pub unsafe fn merge(cf: *mut ngx_conf_t, conf: &mut UpstreamConf, prev: &mut UpstreamConf) -> bool {
+    if !merge_ssl(cf, conf, prev) {
+        return false;
+    }
+    merge_value(&mut conf.ssl_enable, prev.ssl_enable, 0);
+    merge_value(&mut conf.ssl_session_reuse, prev.ssl_session_reuse, 1);
+    if conf.ssl_protocols == 0 {
+        conf.ssl_protocols = if prev.ssl_protocols == 0 {
+            DEFAULT_PROTOCOLS
+        } else {
+            prev.ssl_protocols
+        };
+    }
+    if conf.ssl_ciphers.data.is_null() {
+        conf.ssl_ciphers = if prev.ssl_ciphers.data.is_null() {
+            literal(c"DEFAULT")
+        } else {
+            prev.ssl_ciphers
+        };
+    }
+    merge_ptr(&mut conf.ssl_name, prev.ssl_name);
+    merge_value(&mut conf.ssl_server_name, prev.ssl_server_name, 0);
+    merge_value(&mut conf.ssl_verify, prev.ssl_verify, 0);
+    if conf.ssl_verify_depth == UNSET_UINT {
+        conf.ssl_verify_depth = if prev.ssl_verify_depth == UNSET_UINT {
+            1
+        } else {
+            prev.ssl_verify_depth
+        };
+    }
+    if conf.ssl_trusted_certificate.data.is_null() {
+        conf.ssl_trusted_certificate = if prev.ssl_trusted_certificate.data.is_null() {
+            literal(c"")
+        } else {
+            prev.ssl_trusted_certificate
+        };
+    }
+    merge_ptr(&mut conf.ssl_certificate, prev.ssl_certificate);
+    merge_ptr(&mut conf.ssl_certificate_key, prev.ssl_certificate_key);
+    if conf.proxy_protocol.is_none() {
+        conf.proxy_protocol = Some(prev.proxy_protocol.unwrap_or(ProxyProtocol::Off));
+    }
+    merge_ptr(&mut conf.local, prev.local);
+    conf.ssl_enable == 0 || set_ssl(cf, conf)
+}
+
+/// ngx_stream_proxy_merge_ssl: a level without TLS settings of its own uses its parent's
+/// context; the first such level below `http` leaves its (still empty) context there, so
+/// that every server inherits the one that gets created.
+unsafe fn merge_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf, prev: &mut UpstreamConf) -> bool {
+    let preserve = conf.ssl_unset();
+    if preserve && !prev.ssl.is_null() {
+        conf.ssl = prev.ssl;
+        return true;
+    }
+    conf.ssl = ngx_pcalloc((*cf).pool, mem::size_of::<ngx_ssl_t>()).cast();
+    let Some(ssl) = conf.ssl.as_mut() else {
+        return false;
+    };
+    ssl.log = (*cf).log;
+    if preserve {
+        prev.ssl = conf.ssl;
+    }
+    true
+}
+
+/// ngx_stream_proxy_set_ssl: the client context, made once per distinct configuration.
+unsafe fn set_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf) -> bool {
+    let ssl = conf.ssl;
+    if !(*ssl).ctx.is_null() {
+        return true;
+    }
+    if ngx_ssl_create(ssl, conf.ssl_protocols, ptr::null_mut()) != NGX_OK {
+        return false;
+    }
+    let cln = ngx_pool_cleanup_add((*cf).pool, 0);
+    if cln.is_null() {
+        ngx_ssl_cleanup_ctx(ssl.cast());
+        return false;
+    }
+    (*cln).handler = Some(ngx_ssl_cleanup_ctx);
+    (*cln).data = ssl.cast();
+    if ngx_ssl_ciphers(cf, ssl, &mut conf.ssl_ciphers, 0) != NGX_OK {
+        return false;
+    }
+    if let Some(cert) = conf.ssl_certificate.as_mut().filter(|c| c.value.len > 0) {
+        let Some(key) = conf.ssl_certificate_key.as_mut() else {
+            let shown = String::from_utf8_lossy(cert.value.as_bytes());
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                (*cf).log,
+                "no \"websockify_ssl_certificate_key\" is defined for certificate \"{shown}\""
+            );
+            return false;
+        };
+        // With variables, each connection loads its own (target_tls::certificate).
+        if cert.lengths.is_null()
+            && key.lengths.is_null()
+            && ngx_ssl_certificate(cf, ssl, &mut cert.value, &mut key.value, ptr::null_mut())
+                != NGX_OK
+        {
+            return false;
+        }
+    }
+    if conf.ssl_verify != 0 {
+        if conf.ssl_trusted_certificate.len == 0 {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                (*cf).log,
+                "no websockify_ssl_trusted_certificate for websockify_ssl_verify"
+            );
+            return false;
+        }
+        if ngx_ssl_trusted_certificate(
+            cf,
+            ssl,
+            &mut conf.ssl_trusted_certificate,
+            conf.ssl_verify_depth as isize,
+        ) != NGX_OK
+        {
+            return false;
+        }
+    }
+    ngx_ssl_client_session_cache(cf, ssl, conf.ssl_session_reuse as ngx_uint_t) == NGX_OK
+}
+
+fn merge_value(cur: &mut ngx_flag_t, prev: ngx_flag_t, default: ngx_flag_t) {
+    if *cur == UNSET {
+        *cur = if prev == UNSET { default } else { prev };
+    }
+}
+
+/// ngx_conf_merge_ptr_value with a NULL default.
+fn merge_ptr<T>(cur: &mut *mut T, prev: *mut T) {
+    if *cur == UNSET_PTR.cast() {
+        *cur = if prev == UNSET_PTR.cast() {
+            ptr::null_mut()
+        } else {
+            prev
+        };
+    }
+}
+
+fn literal(s: &'static core::ffi::CStr) -> ngx_str_t {
+    ngx_str_t {
+        len: s.count_bytes(),
+        data: s.as_ptr() as *mut u8,
+    }
+}
+
+unsafe fn arguments<'a>(cf: *mut ngx_conf_t) -> &'a [ngx_str_t] {
+    let args = &*(*cf).args;
+    let all = core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts);
+    all.get(1..).unwrap_or_default()
+}
+
+fn show(value: &ngx_str_t) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(value.as_bytes())
+}
+
+/// `websockify_ssl_protocols NAME ...;` as ngx_conf_set_bitmask_slot parses it.
+pub unsafe extern "C" fn set_protocols(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let conf = &mut *(conf as *mut crate::config::LocConf);
+    let mask = &mut conf.upstream.ssl_protocols;
+    if *mask == 0 {
+        *mask = NGX_CONF_BITMASK_SET as ngx_uint_t;
+    }
+    for arg in arguments(cf) {
+        match PROTOCOLS
+            .iter()
+            .find(|(name, _)| name.as_bytes() == arg.as_bytes())
+        {
+            Some(&(_, bit)) => *mask |= bit as ngx_uint_t,
+            None => {
+                ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid value \"{}\"", show(arg));
+                return CONF_ERROR;
+            }
+        }
+    }
+    CONF_OK
+}
+
+/// `websockify_proxy_protocol on | off | v2;`
+pub unsafe extern "C" fn set_proxy_protocol(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let conf = &mut *(conf as *mut crate::config::LocConf);
+    let name = show(&(*cmd).name);
+    let value = arguments(cf).first().copied().unwrap_or_default();
+    if conf.upstream.proxy_protocol.is_some() {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
+        return CONF_ERROR;
+    }
+    conf.upstream.proxy_protocol = Some(match value.as_bytes() {
+        b"on" => ProxyProtocol::V1,
+        b"v2" => ProxyProtocol::V2,
+        b"off" => ProxyProtocol::Off,
+        _ => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid value \"{}\" in \"{name}\" directive, it must be \"on\", \"off\" or \"v2\"",
+                show(&value)
+            );
+            return CONF_ERROR;
+        }
+    });
+    CONF_OK
+}

@@ -1,0 +1,442 @@
+//! The target connection around connect(): its source address before
+//! (ngx_http_upstream_set_local), then the PROXY protocol header in clear and the TLS
+//! handshake (as the stream proxy orders them), so that a target that refuses either is a
+//! 502 and the next server of a group is tried, never a WebSocket that opens and dies.
+//! The connect timer keeps running through both steps, as in the upstream module.
+
+use core::mem;
+use core::ptr;
+use std::net::SocketAddr;
+
+use ngx::ffi::{
+    ngx_add_timer, ngx_addr_t, ngx_connection_local_sockaddr, ngx_connection_t, ngx_event_t,
+    ngx_handle_write_event, ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module,
+    ngx_http_empty_handler, ngx_http_request_t, ngx_http_run_posted_requests, ngx_inet_addr,
+    ngx_int_t, ngx_palloc, ngx_parse_addr_port, ngx_pnalloc, ngx_proxy_protocol_write,
+    ngx_ssl_check_host, ngx_ssl_connection_certificate, ngx_ssl_create_connection, ngx_ssl_error,
+    ngx_ssl_handshake, ngx_ssl_shutdown, ngx_str_t, ngx_tcp_nodelay, SSL_ctrl,
+    SSL_get_verify_result, TLSEXT_NAMETYPE_host_name, X509_verify_cert_error_string, NGX_LOG_ERR,
+    NGX_SSL_BUFFER, NGX_SSL_CLIENT, SSL_CTRL_SET_TLSEXT_HOSTNAME, X509_V_OK,
+};
+use ngx::ngx_log_error;
+
+use crate::allow::Peer;
+use crate::config::cstr;
+use crate::config_target::{ProxyProtocol, UpstreamConf};
+use crate::proxy_protocol;
+use crate::relay::{self, Session};
+use crate::target::{self, HTTP_BAD_GATEWAY, HTTP_GATEWAY_TIMEOUT, HTTP_INTERNAL_SERVER_ERROR};
+
+const NGX_OK: ngx_int_t = 0;
+const NGX_ERROR: ngx_int_t = -1;
+const NGX_AGAIN: ngx_int_t = -2;
+const INADDR_NONE: u32 = u32::MAX;
+/// NGX_PROXY_PROTOCOL_V1_MAX_HEADER (nginx 1.22 calls it NGX_PROXY_PROTOCOL_MAX_HEADER);
+/// a v2 header is shorter.
+const V1_MAX: usize = 107;
+const _: () = assert!(proxy_protocol::V2_MAX <= V1_MAX);
+
+/// Location configuration lives as long as the cycle, longer than any session.
+unsafe fn upstream_conf<'a>(s: &Session) -> &'a UpstreamConf {
+    &(*s.conf).upstream
+}
+
+unsafe fn target_conn(s: &Session) -> *mut ngx_connection_t {
+    (*s.peer()).connection
+}
+
+/// `websockify_bind`: the source address of every connection attempt, or Err(status).
+pub unsafe fn set_local(s: &mut Session) -> Result<(), ngx_int_t> {
+    let r = s.r;
+    let pc = s.peer();
+    let Some(local) = upstream_conf(s).local.as_ref() else {
+        (*pc).local = ptr::null_mut();
+        return Ok(());
+    };
+    (*pc).set_transparent(local.transparent as u32);
+    if local.value.is_null() {
+        (*pc).local = local.addr;
+        return Ok(());
+    }
+    let mut val = ngx_str_t::default();
+    if ngx_http_complex_value(r, local.value, &mut val) != NGX_OK {
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
+    }
+    if val.len == 0 {
+        return Ok(());
+    }
+    let addr = ngx_palloc((*r).pool, mem::size_of::<ngx_addr_t>()) as *mut ngx_addr_t;
+    if addr.is_null() {
+        return Err(HTTP_INTERNAL_SERVER_ERROR);
+    }
+    match ngx_parse_addr_port((*r).pool, addr, val.data, val.len) {
+        NGX_OK => {
+            (*addr).name = val;
+            (*pc).local = addr;
+            Ok(())
+        }
+        NGX_ERROR => Err(HTTP_INTERNAL_SERVER_ERROR),
+        _ => {
+            // As proxy_bind: the connection goes out from the default address.
+            let shown = String::from_utf8_lossy(val.as_bytes());
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                (*(*r).connection).log,
+                "websockify: invalid local address \"{shown}\""
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The TCP connection is up: PROXY header, TLS, then the relay (through target). A
+/// connection from an upstream keepalive cache has carried bytes already: no header, and
+/// it keeps the TLS it has (as ngx_http_upstream_connect).
+pub unsafe fn connected(s: &mut Session) {
+    (*target_conn(s)).data = ptr::from_mut(s).cast();
+    let fresh = (*s.peer()).cached() == 0;
+    match upstream_conf(s).proxy_protocol {
+        Some(ProxyProtocol::V1 | ProxyProtocol::V2) if fresh => send_proxy_header(s),
+        _ => start_tls(s),
+    }
+}
+
+/// Sends the PROXY header in one piece (the specification asks for it); on EAGAIN the
+/// whole header is tried again once the socket is writable, as in
+/// ngx_stream_proxy_send_proxy_protocol.
+unsafe fn send_proxy_header(s: &mut Session) {
+    let (c, t) = ((*s.r).connection, target_conn(s));
+    let mut buf = [0u8; V1_MAX];
+    let len = match header(s, c, &mut buf) {
+        Some(len) => len,
+        None => return local_failure(s),
+    };
+    let Some(send) = (*t).send else {
+        return local_failure(s);
+    };
+    let n = send(t, buf.as_mut_ptr(), len);
+    if n == NGX_AGAIN {
+        if ngx_handle_write_event((*t).write, 0) != NGX_OK {
+            return local_failure(s);
+        }
+        arm_connect_timer(s, t);
+        (*(*t).write).handler = Some(proxy_header_handler);
+        // Target bytes wait for the relay: the event's ready flag keeps them.
+        (*(*t).read).handler = Some(ngx_http_empty_handler);
+        return;
+    }
+    if n < 0 {
+        // nginx logged the send error.
+        if target::failed(s, None, HTTP_BAD_GATEWAY) {
+            target::connect(s);
+        }
+        return;
+    }
+    if n as usize != len {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            (*c).log,
+            "websockify: could not send PROXY protocol header at once"
+        );
+        return local_failure(s);
+    }
+    start_tls(s);
+}
+
+/// The header for the client connection `c` (after realip, its sockaddr is the real
+/// client's) to nginx's own address.
+unsafe fn header(s: &Session, c: *mut ngx_connection_t, buf: &mut [u8]) -> Option<usize> {
+    if upstream_conf(s).proxy_protocol == Some(ProxyProtocol::V1) {
+        let start = buf.as_mut_ptr();
+        let end = ngx_proxy_protocol_write(c, start, start.add(buf.len()));
+        return (!end.is_null()).then(|| end.offset_from(start) as usize);
+    }
+    if ngx_connection_local_sockaddr(c, ptr::null_mut(), 0) != NGX_OK {
+        return None;
+    }
+    let h = proxy_protocol::v2(
+        inet((*c).sockaddr, (*c).socklen),
+        inet((*c).local_sockaddr, (*c).local_socklen),
+    );
+    let bytes = h.as_bytes();
+    buf.get_mut(..bytes.len())?.copy_from_slice(bytes);
+    Some(bytes.len())
+}
+
+unsafe fn inet(sa: *const ngx::ffi::sockaddr, len: ngx::ffi::socklen_t) -> Option<SocketAddr> {
+    match target::peer_of(sa, len)? {
+        Peer::Inet(a) => Some(a),
+        Peer::Unix(_) => None,
+    }
+}
+
+unsafe extern "C" fn proxy_header_handler(ev: *mut ngx_event_t) {
+    let t = (*ev).data as *mut ngx_connection_t;
+    let s = &mut *((*t).data as *mut Session);
+    let client = (*s.r).connection;
+    if (*ev).timedout() != 0 {
+        if target::failed(
+            s,
+            Some("timed out sending the PROXY protocol header"),
+            HTTP_GATEWAY_TIMEOUT,
+        ) {
+            target::connect(s);
+        }
+    } else {
+        send_proxy_header(s);
+    }
+    ngx_http_run_posted_requests(client);
+}
+
+/// ngx_stream_proxy_ssl_init_connection.
+unsafe fn start_tls(s: &mut Session) {
+    let conf = upstream_conf(s);
+    let (r, t, pc) = (s.r, target_conn(s), s.peer());
+    if conf.ssl_enable == 0 || !(*t).ssl.is_null() {
+        return target::established(s);
+    }
+    // As the stream proxy: target connections are never cached, the request's pool
+    // holds the TLS state (a cached one brings its own).
+    if (*t).pool.is_null() {
+        (*t).pool = (*r).pool;
+    }
+    if ngx_ssl_create_connection(conf.ssl, t, (NGX_SSL_BUFFER | NGX_SSL_CLIENT) as usize) != NGX_OK
+    {
+        return local_failure(s);
+    }
+    if (conf.ssl_server_name != 0 || conf.ssl_verify != 0) && ssl_name(s, t).is_err() {
+        return local_failure(s);
+    }
+    if let (Some(cert), Some(key)) = (
+        conf.ssl_certificate.as_mut(),
+        conf.ssl_certificate_key.as_mut(),
+    ) {
+        if cert.value.len > 0
+            && (!cert.lengths.is_null() || !key.lengths.is_null())
+            && certificate(s, t, cert, key).is_err()
+        {
+            return local_failure(s);
+        }
+    }
+    if conf.ssl_session_reuse != 0 {
+        (*(*t).ssl).save_session = Some(save_session);
+        if let Some(set) = (*pc).set_session {
+            if set(pc, (*pc).data) != NGX_OK {
+                return local_failure(s);
+            }
+        }
+        // An abbreviated handshake may interact badly with Nagle.
+        let clcf =
+            *(*r).loc_conf.add(ngx_http_core_module.ctx_index) as *const ngx_http_core_loc_conf_t;
+        if (*clcf).tcp_nodelay != 0 && ngx_tcp_nodelay(t) != NGX_OK {
+            return local_failure(s);
+        }
+    }
+    (*(*(*r).connection).log).action = c"SSL handshaking to websockify target".as_ptr() as *mut _;
+    if ngx_ssl_handshake(t) == NGX_AGAIN {
+        arm_connect_timer(s, t);
+        (*(*t).ssl).handler = Some(handshake_handler);
+        return;
+    }
+    handshake_done(s, t);
+}
+
+unsafe extern "C" fn handshake_handler(t: *mut ngx_connection_t) {
+    let s = &mut *((*t).data as *mut Session);
+    let client = (*s.r).connection;
+    handshake_done(s, t);
+    ngx_http_run_posted_requests(client);
+}
+
+/// ngx_stream_proxy_ssl_handshake: a handshake that failed, timed out or ended with a
+/// certificate that does not verify moves on to the next server.
+unsafe fn handshake_done(s: &mut Session, t: *mut ngx_connection_t) {
+    let ssl = &*(*t).ssl;
+    if ssl.handshaked() != 0 {
+        if upstream_conf(s).ssl_verify == 0 || verified(s, t) {
+            return target::established(s);
+        }
+    } else if (*(*t).write).timedout() != 0 {
+        if target::failed(s, Some("SSL handshake timed out"), HTTP_GATEWAY_TIMEOUT) {
+            target::connect(s);
+        }
+        return;
+    }
+    // nginx logged why the handshake failed; verified() logged its reason.
+    if target::failed(s, None, HTTP_BAD_GATEWAY) {
+        target::connect(s);
+    }
+}
+
+/// The certificate chains to a trusted one and names the target (ngx_ssl_check_host).
+unsafe fn verified(s: &mut Session, t: *mut ngx_connection_t) -> bool {
+    let log = (*(*s.r).connection).log;
+    let peer = (*s.peer())
+        .name
+        .as_ref()
+        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let rc = SSL_get_verify_result((*(*t).ssl).connection);
+    if rc != X509_V_OK as _ {
+        let why = cstr(X509_verify_cert_error_string(rc)).unwrap_or("unknown");
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "websockify: target \"{peer}\" SSL certificate verify error: ({rc}:{why})"
+        );
+        return false;
+    }
+    let name = &mut (*(*s.r).upstream).ssl_name;
+    if ngx_ssl_check_host(t, name) != NGX_OK {
+        let shown = String::from_utf8_lossy(name.as_bytes());
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "websockify: target \"{peer}\" SSL certificate does not match \"{shown}\""
+        );
+        return false;
+    }
+    true
+}
+
+/// ngx_http_upstream_ssl_name: `websockify_ssl_name` or the host of the target, without
+/// a port; sent as SNI when `websockify_ssl_server_name` is on and it is not an address.
+unsafe fn ssl_name(s: &mut Session, t: *mut ngx_connection_t) -> Result<(), ()> {
+    let r = s.r;
+    let conf = upstream_conf(s);
+    let u = &mut *(*r).upstream;
+    let mut name = u.ssl_name;
+    if let Some(cv) = conf.ssl_name.as_mut() {
+        if ngx_http_complex_value(r, cv, &mut name) != NGX_OK {
+            return Err(());
+        }
+    }
+    name.len = host_len(name.as_bytes());
+    if conf.ssl_server_name != 0
+        && name.len > 0
+        && name.as_bytes()[0] != b'['
+        && ngx_inet_addr(name.data, name.len) == INADDR_NONE
+    {
+        // SSL_set_tlsext_host_name() needs a NUL-terminated string.
+        let p = ngx_pnalloc((*r).pool, name.len + 1) as *mut u8;
+        if p.is_null() {
+            return Err(());
+        }
+        ptr::copy_nonoverlapping(name.data, p, name.len);
+        *p.add(name.len) = 0;
+        name.data = p;
+        // SSL_set_tlsext_host_name() is a macro around SSL_ctrl().
+        if SSL_ctrl(
+            (*(*t).ssl).connection,
+            SSL_CTRL_SET_TLSEXT_HOSTNAME as i32,
+            TLSEXT_NAMETYPE_host_name as _,
+            p.cast(),
+        ) == 0
+        {
+            ngx_ssl_error(
+                NGX_LOG_ERR as usize,
+                (*(*r).connection).log,
+                0,
+                c"SSL_set_tlsext_host_name() failed".as_ptr() as *mut _,
+            );
+            return Err(());
+        }
+    }
+    u.ssl_name = name;
+    Ok(())
+}
+
+/// The length of `name` without a port (`host:port`, `[v6]:port`).
+fn host_len(name: &[u8]) -> usize {
+    let from = if name.first() == Some(&b'[') {
+        name.iter().position(|&b| b == b']').unwrap_or(0)
+    } else {
+        0
+    };
+    name[from..]
+        .iter()
+        .position(|&b| b == b':')
+        .map_or(name.len(), |i| from + i)
+}
+
+/// ngx_http_upstream_ssl_certificate: a client certificate named with variables.
+unsafe fn certificate(
+    s: &mut Session,
+    t: *mut ngx_connection_t,
+    cert_cv: &mut ngx::ffi::ngx_http_complex_value_t,
+    key_cv: &mut ngx::ffi::ngx_http_complex_value_t,
+) -> Result<(), ()> {
+    let r: *mut ngx_http_request_t = s.r;
+    let mut cert = ngx_str_t::default();
+    if ngx_http_complex_value(r, cert_cv, &mut cert) != NGX_OK {
+        return Err(());
+    }
+    // The directive's zero slot ends values with a NUL: an empty one means none.
+    if cert.len == 0 || *cert.data == 0 {
+        return Ok(());
+    }
+    let mut key = ngx_str_t::default();
+    if ngx_http_complex_value(r, key_cv, &mut key) != NGX_OK {
+        return Err(());
+    }
+    #[cfg(ngx_ssl_cache)]
+    let rc = ngx_ssl_connection_certificate(
+        t,
+        (*r).pool,
+        &mut cert,
+        &mut key,
+        ptr::null_mut(),
+        ptr::null_mut(),
+    );
+    #[cfg(not(ngx_ssl_cache))]
+    let rc = ngx_ssl_connection_certificate(t, (*r).pool, &mut cert, &mut key, ptr::null_mut());
+    if rc != NGX_OK {
+        return Err(());
+    }
+    Ok(())
+}
+
+/// A new TLS session from the target: the balancer keeps it for the next connection
+/// (ngx_http_upstream_ssl_save_session).
+unsafe extern "C" fn save_session(c: *mut ngx_connection_t) {
+    if (*c).idle() != 0 {
+        return;
+    }
+    let Some(s) = ((*c).data as *mut Session).as_mut() else {
+        return;
+    };
+    let pc = s.peer();
+    if let Some(save) = (*pc).save_session {
+        save(pc, (*pc).data);
+    }
+}
+
+/// The connect timer also bounds the PROXY header and the handshake.
+unsafe fn arm_connect_timer(s: &Session, t: *mut ngx_connection_t) {
+    if (*(*t).write).timer_set() == 0 {
+        ngx_add_timer((*t).write, (*s.conf).connect_timeout);
+    }
+}
+
+/// Something on our side failed (memory, a certificate file): 500, the peer not blamed.
+unsafe fn local_failure(s: &mut Session) {
+    target::release_peer(s);
+    relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
+}
+
+/// Closes a target connection, shutting TLS down first as ngx_http_upstream_next
+/// (`notify` false: a failed attempt) and ngx_http_upstream_finalize_request (true: the
+/// close_notify alert is sent, the target's is not awaited) do.
+pub unsafe fn close(c: *mut ngx_connection_t, notify: bool) {
+    if let Some(ssl) = (*c).ssl.as_mut() {
+        ssl.set_no_wait_shutdown(1);
+        ssl.set_no_send_shutdown(u32::from(!notify));
+        if ngx_ssl_shutdown(c) == NGX_AGAIN {
+            // The alert cannot go out now and nobody will wait for it: a quiet shutdown
+            // frees the TLS state, which closing the socket alone would leak.
+            (*c).set_error(1);
+            ngx_ssl_shutdown(c);
+        }
+    }
+    ngx::ffi::ngx_close_connection(c);
+}
