@@ -835,14 +835,6 @@ sub _target_main {
     }
 }
 
-sub _write_file {
-    my ($f, $v) = @_;
-    open my $fh, '>', "$f.tmp" or return;
-    print $fh $v;
-    close $fh;
-    rename "$f.tmp", $f;
-}
-
 sub _target_conn {
     my ($c, $base, $o) = @_;
     open my $mark, '>', $base; close $mark;
