@@ -27,18 +27,32 @@ fn reject(status: u16, reason: &'static str) -> Result<Accept, Reject> {
     Err(Reject { status, reason })
 }
 
+/// `b` without the optional white space (space, tab) HTTP allows around values and list
+/// elements (RFC 9110 5.6.3); anything else, a form feed say, stays and fails the check.
+fn trim_ows(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t'))
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    b.get(start..end).unwrap_or_default()
+}
+
 /// True if the comma-separated list `value` holds `token` (case-insensitive).
 fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        .any(|t| trim_ows(t).eq_ignore_ascii_case(token))
 }
 
 /// True if the Sec-WebSocket-Protocol list `value` offers `name`. Subprotocol names
 /// match case-sensitively (RFC 6455 4.1, 4.2.2; RFC 7936): the client fails the
 /// connection unless the answer is one of the values it sent, byte for byte.
 fn offers(value: &[u8], name: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|t| t.trim_ascii() == name)
+    value.split(|&b| b == b',').any(|t| trim_ows(t) == name)
 }
 
 /// is_get: method is GET; http11: request is HTTP/1.1; headers: every request header
@@ -57,7 +71,7 @@ where
     let (mut key, mut keys) = (&[][..], 0);
     let mut version = None;
     for (name, value) in headers {
-        let value = value.trim_ascii();
+        let value = trim_ows(value);
         if name.eq_ignore_ascii_case(b"upgrade") {
             upgrade |= has_token(value, b"websocket");
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -150,6 +164,24 @@ mod tests {
     #[test]
     fn rfc_example_key() {
         assert_eq!(&accept_key(KEY), b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn only_spaces_and_tabs_are_trimmed() {
+        let key = |k: &'static [u8]| {
+            let h = novnc()
+                .into_iter()
+                .map(|(n, v)| (n, if n == b"Sec-WebSocket-Key" { k } else { v }));
+            status(check(true, true, h))
+        };
+        assert_eq!(key(b" \tdGhlIHNhbXBsZSBub25jZQ==\t "), 101);
+        assert_eq!(
+            key(b"dGhlIHNhbXBsZSBub25jZQ==\x0c"),
+            400,
+            "a form feed is no white space"
+        );
+        assert_eq!(key(b"\x0bdGhlIHNhbXBsZSBub25jZQ=="), 400);
+        assert_eq!(trim_ows(b" \t "), b"");
     }
 
     #[test]
