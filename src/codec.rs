@@ -145,8 +145,6 @@ impl Base64State {
             b'0'..=b'9' => c - b'0' + 52,
             b'+' => 62,
             b'/' => 63,
-            // Line-wrapping encoders exist; Python's b64decode skips whitespace too.
-            b' ' | b'\t' | b'\r' | b'\n' => return Ok(None),
             b'=' if self.n >= 2 => {
                 self.pad = true;
                 self.n = (self.n + 1) % 4;
@@ -1042,11 +1040,11 @@ mod tests {
 
     #[test]
     fn base64_messages() {
-        // "QUJD" "REVG" split inside quanta across fragments, plus whitespace and padding.
+        // "QUJD" "REVG" split inside quanta across fragments, and padding.
         let mut input = client(false, OP_TEXT, b"QU", MASK);
         input.extend(client(true, OP_PING, b"", MASK));
         input.extend(client(false, OP_CONT, b"JDR", [1, 2, 3, 4]));
-        input.extend(client(true, OP_CONT, b"EVG\r\nSA==", [4, 3, 2, 1]));
+        input.extend(client(true, OP_CONT, b"EVGSA==", [4, 3, 2, 1]));
         input.extend(client(true, OP_TEXT, b"SGk=", MASK));
         input.extend(client(true, OP_TEXT, b"", MASK));
         let want = (b"ABCDEFHHi".to_vec(), vec![ping(b"")]);
@@ -1058,6 +1056,12 @@ mod tests {
             );
             assert_eq!(got, want, "split at {at}");
         }
+        // RFC 4648 3.3: no character outside the alphabet, whitespace included.
+        let wrapped = client(true, OP_TEXT, b"QUJD\r\nREVG", MASK);
+        assert_eq!(
+            decode_all(Mode::Base64, &wrapped).1,
+            vec![Event::Error(ProtocolError::BadBase64)]
+        );
         // In binary mode the same text frames pass through untouched.
         assert_eq!(
             decode_all(Mode::Binary, &client(true, OP_TEXT, b"SGk=", MASK)).0,

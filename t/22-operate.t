@@ -237,10 +237,13 @@ my $del = sub { http_raw("DELETE $_[0] HTTP/1.0\r\nHost: x\r\n\r\n") };
 for my $path ('/st-if?x=1', '/st-if', '/st-le', '/rx-status') {
     is $get->($path)->{status}, 200, "$T: GET $path";
 }
+my $desk = 10;
 for my $loc ('/st-if', '/st-le', '/rx-status') {
-    my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=1');
+    # a desk of its own: the revoked one may still be ending (limit_conn per_desk 1)
+    my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=' . $desk++);
     is $c->{status}, 101, "$T: $loc: session";
     $c->read_data(12, 5);
+    wait_until { $get->('/st-if?x=1')->{body} =~ /"active":1,/ } 5;
     my ($id) = $get->('/st-if?x=1')->{body} =~ /"id":"(\d+-\d+)"/;
     is $del->("/st-deny/sessions/$id")->{status}, 403, "$T: $loc: limit_except denies DELETE there";
     is $del->("$loc/sessions/$id?x=1")->{status}, 202, "$T: $loc: DELETE";

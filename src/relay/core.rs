@@ -220,9 +220,11 @@ pub struct Stats {
 /// How the client connection goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Close {
-    /// Closing handshake done (or the client left): close it, lingering when the client
-    /// did not send its own close and may still be writing.
-    Clean { linger: bool },
+    /// Closing handshake done (or the client left): close it with a lingering close.
+    /// Also after the client's own close: a pong to a heartbeat ping that crossed it may
+    /// still arrive, and unread bytes at close() would reset the connection and discard
+    /// our close reply (the browser would see 1006).
+    Clean,
     /// Broken, or not reading: drop it.
     Drop { timed_out: bool },
 }
@@ -779,8 +781,7 @@ impl Relay {
         if !(up_flushed && control_flushed && (self.close_sent || left)) {
             return None;
         }
-        let linger = !self.client_sent_close;
-        Some(self.end_with(Close::Clean { linger }))
+        Some(self.end_with(Close::Clean))
     }
 
     /// Acts on every deadline that has passed.

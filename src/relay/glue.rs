@@ -475,9 +475,9 @@ unsafe fn wait(s: &mut Session, deadline: Option<Msec>, now: Msec) -> Result<(),
 /// request pool, so nothing may touch it afterwards.
 unsafe fn finish(s: &mut Session, end: Option<End>) {
     let rc = match end.map(|e| e.close) {
-        Some(Close::Clean { linger }) => {
+        Some(Close::Clean) => {
             // Let the client read our close frame before the socket goes away.
-            (*s.r).set_lingering_close(u32::from(linger));
+            (*s.r).set_lingering_close(1);
             NGX_OK
         }
         Some(Close::Drop { timed_out }) => {

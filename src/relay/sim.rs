@@ -699,7 +699,7 @@ impl<'a> World<'a> {
         self.check()?;
         let c = &self.client;
         let t = &self.target;
-        let clean = matches!(end.close, Close::Clean { .. });
+        let clean = end.close == Close::Clean;
         if clean && !c.reset {
             match (c.got_close, end.code) {
                 (Some(got), code) => {
