@@ -76,7 +76,8 @@ my %bad = (
     'no sign'          => do { (my $u = $good) =~ s/&sign=[0-9a-f]+//; $u },
     'no t'             => do { (my $u = $good) =~ s/t=\d+&//; $u },
     'sign flipped'     => do { (my $u = $good) =~ s/sign=(.)/'sign=' . ($1 eq '0' ? '1' : '0')/e; $u },
-    'port changed'     => do { (my $u = $good) =~ s/port=\d+/port=5999/; $u },
+    'port changed'     => do { my $p = $port == 5999 ? 5998 : 5999;
+                               (my $u = $good) =~ s/port=\d+/port=$p/; $u },
     'ip changed'       => do { (my $u = $good) =~ s/ip=127\.0\.0\.1/ip=127.0.0.2/; $u },
 );
 for my $what (sort keys %bad) {

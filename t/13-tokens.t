@@ -210,6 +210,7 @@ is $c->{status}, 101, "$T: 101 with the cookie";
 is $c->read_data(4, 5), "one\n", "$T: its target";
 $c->send(ws_close_frame(1000));
 $c->read_until_opcode(8, 5);
+$c->close;
 for my $bad ("vnc_token=nope", undef) {
     my $r = ws_connect(port => rand_port(3), path => "/websockify?vnc_token=$tok",
         headers => { Cookie => $bad });

@@ -188,6 +188,8 @@ $c->send(ws_frame(opcode => 9, payload => 'p'));
 $c->read_until_opcode(10, 5);
 $c->send(ws_close_frame(1000));
 $c->read_until_opcode(8, 5);
+# as a browser does: nginx lingers until the client closes too, then logs
+$c->close;
 my $p = rand_port(1);
 ok wait_until(sub { access_log_text('ws.log') =~ /session=/ }, 5), "$T: line written";
 like access_log_text('ws.log'),
