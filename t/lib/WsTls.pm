@@ -18,6 +18,7 @@ package WsTls;
 use strict;
 use warnings;
 
+use POSIX ();
 use WsTest ();
 
 use Exporter 'import';
@@ -26,6 +27,17 @@ our @EXPORT = qw(make_pki);
 sub _run {
     my $cmd = shift;
     system("$cmd >/dev/null 2>&1") == 0 or die "failed: $cmd\n";
+}
+
+# Validity for `openssl x509 -req`: DAYS from now, or for a negative DAYS a period that
+# ended that many days ago. OpenSSL 3.0 (bookworm) takes a negative -days; 3.4 and later
+# (trixie) refuse it but have -not_before/-not_after.
+sub _validity {
+    my $days = shift;
+    return "-days $days" if $days > 0;
+    return "-days $days" if qx{openssl x509 -help 2>&1} !~ /-not_after/;
+    my $stamp = sub { POSIX::strftime('%Y%m%d%H%M%SZ', gmtime(time + $_[0] * 86400)) };
+    return '-not_before ' . $stamp->($days - 1) . ' -not_after ' . $stamp->($days);
 }
 
 sub make_pki {
@@ -51,7 +63,7 @@ sub make_pki {
         my ($name, $cn, $signer, $days, $extfile, $keyname) = @_;
         _run("openssl req -new -key $d/$keyname.key -out $d/$name.csr -subj '/CN=$cn'");
         _run("openssl x509 -req -in $d/$name.csr -CA $d/$signer.pem -CAkey $d/$signer.key"
-            . " -CAcreateserial -out $d/$name.pem -days $days -extfile $extfile");
+            . " -CAcreateserial -out $d/$name.pem " . _validity($days) . " -extfile $extfile");
     };
     $root->('ca', 'websockify test CA');
     $root->('other_ca', 'untrusted test CA');
