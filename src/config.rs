@@ -348,7 +348,8 @@ pub unsafe extern "C" fn set_session_timeout(
     CONF_OK
 }
 
-fn merge<T: PartialEq + Copy>(cur: &mut T, prev: T, unset: T, default: T) {
+/// ngx_conf_merge_*_value: the level's own value, else the parent's, else the default.
+pub(crate) fn merge<T: PartialEq + Copy>(cur: &mut T, prev: T, unset: T, default: T) {
     if *cur == unset {
         *cur = if prev == unset { default } else { prev };
     }

@@ -15,6 +15,8 @@ use ngx::ffi::{
 };
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
+use crate::config::merge as merge_value;
+
 const NGX_OK: isize = 0;
 const CONF_OK: *mut c_char = ptr::null_mut();
 const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
@@ -101,39 +103,34 @@ pub unsafe fn merge(cf: *mut ngx_conf_t, conf: &mut UpstreamConf, prev: &mut Ups
     if !merge_ssl(cf, conf, prev) {
         return false;
     }
-    merge_value(&mut conf.ssl_enable, prev.ssl_enable, 0);
-    merge_value(&mut conf.ssl_session_reuse, prev.ssl_session_reuse, 1);
-    if conf.ssl_protocols == 0 {
-        conf.ssl_protocols = if prev.ssl_protocols == 0 {
-            DEFAULT_PROTOCOLS
-        } else {
-            prev.ssl_protocols
-        };
-    }
-    if conf.ssl_ciphers.data.is_null() {
-        conf.ssl_ciphers = if prev.ssl_ciphers.data.is_null() {
-            literal(c"DEFAULT")
-        } else {
-            prev.ssl_ciphers
-        };
-    }
+    merge_value(&mut conf.ssl_enable, prev.ssl_enable, UNSET, 0);
+    merge_value(
+        &mut conf.ssl_session_reuse,
+        prev.ssl_session_reuse,
+        UNSET,
+        1,
+    );
+    merge_value(
+        &mut conf.ssl_protocols,
+        prev.ssl_protocols,
+        0,
+        DEFAULT_PROTOCOLS,
+    );
+    merge_str(&mut conf.ssl_ciphers, prev.ssl_ciphers, c"DEFAULT");
     merge_ptr(&mut conf.ssl_name, prev.ssl_name);
-    merge_value(&mut conf.ssl_server_name, prev.ssl_server_name, 0);
-    merge_value(&mut conf.ssl_verify, prev.ssl_verify, 0);
-    if conf.ssl_verify_depth == UNSET_UINT {
-        conf.ssl_verify_depth = if prev.ssl_verify_depth == UNSET_UINT {
-            1
-        } else {
-            prev.ssl_verify_depth
-        };
-    }
-    if conf.ssl_trusted_certificate.data.is_null() {
-        conf.ssl_trusted_certificate = if prev.ssl_trusted_certificate.data.is_null() {
-            literal(c"")
-        } else {
-            prev.ssl_trusted_certificate
-        };
-    }
+    merge_value(&mut conf.ssl_server_name, prev.ssl_server_name, UNSET, 0);
+    merge_value(&mut conf.ssl_verify, prev.ssl_verify, UNSET, 0);
+    merge_value(
+        &mut conf.ssl_verify_depth,
+        prev.ssl_verify_depth,
+        UNSET_UINT,
+        1,
+    );
+    merge_str(
+        &mut conf.ssl_trusted_certificate,
+        prev.ssl_trusted_certificate,
+        c"",
+    );
     merge_ptr(&mut conf.ssl_certificate, prev.ssl_certificate);
     merge_ptr(&mut conf.ssl_certificate_key, prev.ssl_certificate_key);
     if conf.proxy_protocol.is_none() {
@@ -223,9 +220,14 @@ unsafe fn set_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf) -> bool {
     ngx_ssl_client_session_cache(cf, ssl, conf.ssl_session_reuse as ngx_uint_t) == NGX_OK
 }
 
-fn merge_value(cur: &mut ngx_flag_t, prev: ngx_flag_t, default: ngx_flag_t) {
-    if *cur == UNSET {
-        *cur = if prev == UNSET { default } else { prev };
+/// ngx_conf_merge_str_value: unset strings have a NULL data pointer.
+fn merge_str(cur: &mut ngx_str_t, prev: ngx_str_t, default: &'static core::ffi::CStr) {
+    if cur.data.is_null() {
+        *cur = if prev.data.is_null() {
+            literal(default)
+        } else {
+            prev
+        };
     }
 }
 
