@@ -9,8 +9,7 @@ use Test::Nginx::Socket;
 use WsTest;
 
 BEGIN {
-    my ($v) = `@{[ $ENV{TEST_NGINX_BINARY} || "nginx" ]} -v 2>&1` =~ m{nginx/(\d+\.\d+\.\d+)};
-    my $new = $v && sprintf('%03d%03d%03d', split /\./, $v) ge '001025001';
+    my $new = WsTest::nginx_at_least('1.25.1');
     # Before 1.25.1 a cleartext "listen ... http2" speaks HTTP/2 only (prior knowledge);
     # since then "http2 on" on a cleartext listener tells HTTP/2 from HTTP/1.1 by the preface.
     $ENV{TEST_NGINX_WS_H2C_LISTEN} = $new ? '' : 'http2';

@@ -38,7 +38,7 @@ our @EXPORT = qw(
     ws_frame ws_close_frame ws_parse_frame ws_request ws_accept ws_key
     ws_connect http_raw mock_target prng_bytes rand_port server_port_client
     ws_tmp wait_until slurp describe_diff error_log_text access_log_text fill_backlog
-    nginx_worker_pids worker_rss_kb close_ok log_line error_log_count
+    nginx_worker_pids worker_rss_kb close_ok log_line error_log_count nginx_at_least
 );
 
 our $T;    # current block name, for test names
@@ -207,6 +207,14 @@ sub rand_port ($) {
 }
 
 sub server_port_client () { Test::Nginx::Util::server_port_for_client() }
+
+# nginx_at_least('1.31.0'): whether the nginx under test is that version or newer.
+sub nginx_at_least ($) {
+    my $bin = $ENV{TEST_NGINX_BINARY} || 'nginx';
+    my ($v) = `$bin -v 2>&1` =~ m{nginx/(\d+\.\d+\.\d+)};
+    my $num = sub { sprintf '%03d%03d%03d', split /\./, $_[0] };
+    return defined $v && $num->($v) ge $num->($_[0]);
+}
 
 sub wait_until (&$) {
     my ($cond, $timeout) = @_;
