@@ -172,7 +172,7 @@ mod layout {
     fn run(bindings: &Path, out: &Path) -> Result<Vec<String>, String> {
         let text =
             fs::read_to_string(bindings).map_err(|e| format!("{}: {e}", bindings.display()))?;
-        let layouts = parse(&text);
+        let layouts = parse(&text)?;
         let c = probe_c(&layouts, out)?;
         let rust = probe_rust(&layouts, bindings, out)?;
         let mut mismatches = Vec::new();
@@ -189,16 +189,10 @@ mod layout {
     /// Finds each struct's fields in bindgen's output: `pub name: type,` lines in the struct
     /// and `set_name(&mut self, val: T)` bit-field setters in its `impl`. Fields bindgen made
     /// up (`_bitfield_N`, `__bindgen_anon_N`, padding) start with `_` and are skipped.
-    fn parse(text: &str) -> Vec<Layout> {
-        let mut layouts = Vec::new();
+    fn parse(text: &str) -> Result<Vec<Layout>, String> {
+        let (mut layouts, mut missing) = (Vec::new(), Vec::new());
         for &c_name in STRUCTS {
-            let alias = format!("pub type {c_name} = ");
-            let Some(tag) = text
-                .lines()
-                .find_map(|l| l.strip_prefix(&alias)?.strip_suffix(';'))
-            else {
-                continue; // not in this nginx build (e.g. without SSL)
-            };
+            let tag = struct_tag(text, c_name);
             let mut fields = Vec::new();
             if let Some(body) = block(text, &format!("pub struct {tag} {{")) {
                 for line in body.lines() {
@@ -214,7 +208,11 @@ mod layout {
                     }
                 }
             } else {
-                continue; // an opaque or union type
+                // Only the TLS structs may be missing: nginx built without SSL.
+                if !c_name.starts_with("ngx_ssl_") {
+                    missing.push(c_name);
+                }
+                continue;
             }
             if let Some(body) = block(text, &format!("impl {tag} {{")) {
                 for line in body.lines() {
@@ -230,7 +228,32 @@ mod layout {
             }
             layouts.push(Layout { c_name, fields });
         }
-        layouts
+        match missing.is_empty() {
+            true => Ok(layouts),
+            false => Err(format!("not in the bindings: {}", missing.join(", "))),
+        }
+    }
+
+    /// The Rust struct behind a C type name: `typedef struct {...} T` is `struct T` in the
+    /// bindings, `typedef struct T_s T` an alias `type T = T_s` (possibly of an alias).
+    fn struct_tag<'a>(text: &'a str, name: &'a str) -> &'a str {
+        let mut tag = name;
+        for _ in 0..4 {
+            let alias = format!("\npub type {tag} = ");
+            let Some(at) = text.find(&alias) else { break };
+            let rest = &text[at + alias.len()..];
+            match rest.split_once(";\n") {
+                Some((target, _))
+                    if target
+                        .bytes()
+                        .all(|b| b == b'_' || b.is_ascii_alphanumeric()) =>
+                {
+                    tag = target
+                }
+                _ => break,
+            }
+        }
+        tag
     }
 
     /// The text between `head` (at the start of a line) and the next line that is `}`.
