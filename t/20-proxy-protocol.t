@@ -192,7 +192,40 @@ is $tls->proxy, $want, "$T: the second too";
 
 
 
-=== TEST 7: websockify_proxy_protocol: a wrong value
+=== TEST 7: set at http level, a location without its own setting sends the header
+--- http_config
+    websockify_proxy_protocol on;
+--- config
+    location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
+--- ws_test
+my $t = mock_target(port => rand_port(1), proxy_protocol => 1, banner => "RFB 003.008\n");
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101";
+ok wait_until(sub { defined $t->proxy }, 5), "$T: the target read a header";
+is $t->proxy, "PROXY TCP4 127.0.0.1 127.0.0.1 " . $c->sock->sockport . " " . server_port_client() . "\r\n",
+    "$T: v1, inherited from http";
+--- no_error_log
+[error]
+
+
+
+=== TEST 8: set at server level, a location without its own setting sends the header
+--- config
+    websockify_proxy_protocol v2;
+    location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
+--- ws_test
+my $t = mock_target(port => rand_port(1), proxy_protocol => 1, banner => "RFB 003.008\n");
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101";
+ok wait_until(sub { defined $t->proxy }, 5), "$T: the target read a header";
+is $t->proxy_parsed, "v2 TCP4 127.0.0.1 127.0.0.1 " . $c->sock->sockport . " " . server_port_client(),
+    "$T: v2, inherited from the server";
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: websockify_proxy_protocol: a wrong value
 --- config
     location /ws { websockify_pass 127.0.0.1:5900; websockify_proxy_protocol v3; }
 --- must_die
