@@ -269,3 +269,24 @@ ok wait_until(sub { $get->('/st-le')->{body} =~ /"active":0,/ }, 5), "$T: gone f
 cmp_ok time - $t0, '<', 1.5, "$T: at once, not after the lingering close";
 like $get->('/st-le')->{body}, qr/"target_eof":1,/, "$T: counted by cause";
 
+=== TEST 8: DELETE names a whole session id: a prefix of a live one is 404 and ends nothing
+--- http_config eval: main::operate_conf()
+--- config
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=1');
+is $c->{status}, 101, "$T: session";
+$c->read_data(12, 5);
+my (undef, $body) = main::status_json();
+my ($id) = $body =~ /"id":"(\d+-\d+)"/ or diag $body;
+my $del = sub { http_raw("DELETE /websockify-status/sessions/$_[0] HTTP/1.0\r\nHost: x\r\n\r\n", port => rand_port(3)) };
+for my $prefix (substr($id, 0, -1), $id =~ /^(\d+-)/) {
+    is $del->($prefix)->{status}, 404, "$T: DELETE $prefix (a prefix of $id) is 404";
+}
+sleep 1.2;    # past two sync ticks: a revoke would have been acted on
+$c->send(ws_frame(payload => 'still here'));
+is $c->read_data(10, 5), 'still here', "$T: the session still relays";
+ok !grep({ $_->{opcode} == 8 } @{ $c->{control} // [] }), "$T: no close frame";
+is $del->($id)->{status}, 202, "$T: the whole id is accepted";
+my $f = $c->read_until_opcode(8, 5);
+is $f && $f->{code}, 4000, "$T: and revokes it";
