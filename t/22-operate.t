@@ -290,3 +290,34 @@ ok !grep({ $_->{opcode} == 8 } @{ $c->{control} // [] }), "$T: no close frame";
 is $del->($id)->{status}, 202, "$T: the whole id is accepted";
 my $f = $c->read_until_opcode(8, 5);
 is $f && $f->{code}, 4000, "$T: and revokes it";
+
+=== TEST 9: the sync timer keeps running: counters move after the first tick, a late DELETE is honoured
+--- http_config eval: main::operate_conf()
+--- config
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=1');
+is $c->{status}, 101, "$T: session";
+$c->read_data(12, 5);
+my $t0 = time;
+my $up = sub {
+    my (undef, $b) = main::status_json();
+    my ($n) = $b =~ /"sessions":\[\{[^}]*"bytes_from_client":(\d+)/;
+    $n // -1;
+};
+$c->send(ws_frame(payload => 'a' x 10));
+is $c->read_data(10, 5), 'a' x 10, "$T: echoed";
+ok wait_until(sub { $up->() == 10 }, 2), "$T: first counters in the zone";
+sleep 0.7 - (time - $t0) if time - $t0 < 0.7;    # past the first tick (500 ms)
+$c->send(ws_frame(payload => 'b' x 20));
+is $c->read_data(20, 5), 'b' x 20, "$T: echoed again";
+ok wait_until(sub { $up->() == 30 }, 2), "$T: counters grew after the first tick (" . $up->() . ")";
+sleep 1.6 - (time - $t0) if time - $t0 < 1.6;
+$c->send(ws_frame(payload => 'c'));
+is $c->read_data(1, 5), 'c', "$T: still relaying after 1.5 s";
+my (undef, $body) = main::status_json();
+my ($id) = $body =~ /"id":"(\d+-\d+)"/;
+my $d = http_raw("DELETE /websockify-status/sessions/$id HTTP/1.0\r\nHost: x\r\n\r\n", port => rand_port(3));
+is $d->{status}, 202, "$T: DELETE after more than a second accepted";
+my $f = $c->read_until_opcode(8, 3);
+is $f && $f->{code}, 4000, "$T: and acted on: close 4000";
