@@ -146,3 +146,31 @@ SKIP: {
     is $t[0], 60000, "$T: the worker then waits 60000 ms for the connect" or diag "@t";
     $c->close;
 }
+
+=== TEST 6: the default websockify_send_timeout is 60s
+The client reads nothing while the target floods; once the client's socket is full the
+send timeout is the worker's nearest timer, armed at that moment.
+--- http_config
+    client_header_timeout 90s;
+    send_timeout 90s;
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_connect_timeout 300s;
+        websockify_read_timeout 300s;
+        websockify_ping_interval off;
+    }
+--- ws_test
+SKIP: {
+    skip "nginx without a debug log", 3 if error_log_text() !~ /\[debug\]/;
+    my $port = rand_port(1);
+    my $t = mock_target(port => $port, flood => 1);
+    my $c = ws_connect(rcvbuf => 4096);
+    is $c->{status}, 101, "$T: 101";
+    ok wait_until(sub { $t->sent(1) > 1 << 20 }, 10), "$T: the target flooded until it could not";
+    sleep 0.2;
+    my @t = epoll_timers_after(qr/connect to 127\.0\.0\.1:$port, fd:/);
+    ok((grep { $_ == 60000 } @t), "$T: the worker waits 60000 ms once the client is blocked")
+        or diag "@t";
+    $c->close;
+}
