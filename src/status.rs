@@ -349,6 +349,35 @@ mod tests {
         );
     }
 
+    /// Every string field is a JSON string whatever bytes it holds: quotes, backslashes
+    /// and control characters are escaped, so the document stays parseable.
+    #[test]
+    fn json_escapes_every_string_field() {
+        let s = Session {
+            id: Text::new(b"i\"d\\\x01"),
+            client: Text::new(b"c\"l\\\x1f"),
+            target: Text::new(b"t\"g\\\n"),
+            location: Text::new(b"/l\"o\\\t"),
+            ..session("x", "x", 7, 8)
+        };
+        let j = Snapshot {
+            sessions: vec![s],
+            totals: Totals::default(),
+        }
+        .render(Format::Json);
+        let want = concat!(
+            r#"{"sessions":[{"id":"i\"d\\\u0001","pid":42,"client":"c\"l\\\u001f","#,
+            r#""target":"t\"g\\\u000a","location":"/l\"o\\\u0009","started":1700000000,"#,
+            r#""bytes_from_client":7,"bytes_to_client":8,"frames_from_client":3}],"#,
+            r#""active":1,"accepted":0,"untracked":0,"closed":{"client":0,"target_eof":0,"#,
+            r#""target_error":0,"idle":0,"send_timeout":0,"protocol_error":0,"shutdown":0,"#,
+            r#""lifetime":0,"revoked":0,"internal":0},"bytes_from_client":7,"#,
+            r#""bytes_to_client":8}"#,
+            "\n"
+        );
+        assert_eq!(j, want);
+    }
+
     #[test]
     fn prometheus_has_help_type_and_labels() {
         let p = snapshot().render(Format::Prometheus);
