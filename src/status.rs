@@ -397,6 +397,81 @@ mod tests {
         assert!(p.ends_with('\n'));
     }
 
+    /// Many targets, each with sessions scattered among the others': one line per target
+    /// with the sums of its sessions, targets in byte order (so "B" before "a", "a:10"
+    /// before "a:9").
+    #[test]
+    fn prometheus_groups_many_targets_in_byte_order() {
+        let mut names: Vec<String> = (0..600)
+            .map(|k| format!("10.{}.0.{k}:5900", k % 7))
+            .collect();
+        names.extend(["a:9", "a:10", "B:1", "\u{e9}:1", "q\"b:1"].map(String::from));
+        let sessions: Vec<Session> = (0..3 * names.len())
+            .map(|i| {
+                let name = &names[(i * 7919) % names.len()];
+                session(&i.to_string(), name, i as u64, 3 * i as u64 + 1)
+            })
+            .collect();
+        let mut want = std::collections::BTreeMap::new();
+        for s in &sessions {
+            let e = want
+                .entry(s.target.as_str().to_owned())
+                .or_insert((0, 0, 0));
+            *e = (e.0 + 1, e.1 + s.from_client, e.2 + s.to_client);
+        }
+        assert_eq!(want.len(), names.len());
+        assert!(
+            want.values().all(|e| e.0 == 3),
+            "every target has three sessions"
+        );
+        let p = Snapshot {
+            sessions,
+            totals: Totals::default(),
+        }
+        .render(Format::Prometheus);
+        let got =
+            |prefix: &str| -> Vec<&str> { p.lines().filter(|l| l.starts_with(prefix)).collect() };
+        let sessions: Vec<String> = want
+            .iter()
+            .map(|(t, e)| format!("websockify_sessions{{target=\"{}\"}} {}", label(t), e.0))
+            .collect();
+        assert_eq!(got("websockify_sessions{"), sessions);
+        let bytes: Vec<String> = want
+            .iter()
+            .flat_map(|(t, e)| {
+                let t = label(t);
+                [
+                    format!("websockify_live_payload_bytes{{target=\"{t}\",direction=\"from_client\"}} {}", e.1),
+                    format!("websockify_live_payload_bytes{{target=\"{t}\",direction=\"to_client\"}} {}", e.2),
+                ]
+            })
+            .collect();
+        assert_eq!(got("websockify_live_payload_bytes{"), bytes);
+        let first: Vec<&str> = got("websockify_sessions{").into_iter().take(2).collect();
+        assert_eq!(
+            first,
+            [
+                "websockify_sessions{target=\"10.0.0.0:5900\"} 3",
+                "websockify_sessions{target=\"10.0.0.105:5900\"} 3"
+            ]
+        );
+        let tail: Vec<&str> = got("websockify_sessions{")
+            .into_iter()
+            .rev()
+            .take(5)
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "websockify_sessions{target=\"\u{e9}:1\"} 3",
+                "websockify_sessions{target=\"q\\\"b:1\"} 3",
+                "websockify_sessions{target=\"a:9\"} 3",
+                "websockify_sessions{target=\"a:10\"} 3",
+                "websockify_sessions{target=\"B:1\"} 3",
+            ]
+        );
+    }
+
     #[test]
     fn query_and_paths() {
         assert_eq!(Format::from_args(b""), Some(Format::Json));
