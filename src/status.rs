@@ -174,22 +174,35 @@ impl Snapshot {
         out
     }
 
+    /// Live sessions grouped by target: (target, sessions, from_client, to_client), in
+    /// the byte order of the target (Rust's `str` order), so labels keep their order from
+    /// scrape to scrape. Sorted, then grouped in one pass: a search per session would be
+    /// quadratic, and a scrape of thousands of sessions runs on a worker's event loop.
+    fn by_target(&self) -> Vec<(&str, u64, u64, u64)> {
+        let mut sorted: Vec<(&str, u64, u64)> = self
+            .sessions
+            .iter()
+            .map(|s| (s.target.as_str(), s.from_client, s.to_client))
+            .collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut targets: Vec<(&str, u64, u64, u64)> = Vec::new();
+        for (target, from, to) in sorted {
+            match targets.last_mut() {
+                Some(e) if e.0 == target => {
+                    e.1 += 1;
+                    e.2 += from;
+                    e.3 += to;
+                }
+                _ => targets.push((target, 1, from, to)),
+            }
+        }
+        targets
+    }
+
     fn prometheus(&self) -> String {
         let mut out = String::new();
         let t = &self.totals;
-        let mut targets: Vec<(&str, u64, u64, u64)> = Vec::new();
-        for s in &self.sessions {
-            let target = s.target.as_str();
-            match targets.iter_mut().find(|(name, ..)| *name == target) {
-                Some(e) => {
-                    e.1 += 1;
-                    e.2 += s.from_client;
-                    e.3 += s.to_client;
-                }
-                None => targets.push((target, 1, s.from_client, s.to_client)),
-            }
-        }
-        targets.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let targets = self.by_target();
         metric(
             &mut out,
             "websockify_sessions",
