@@ -14,7 +14,8 @@
 //! - buffers stay within their bound; the 101 goes out before any frame;
 //! - a write retried after would-block starts at the same address, not shorter (TLS);
 //! - a send timeout fires only after a full timeout without progress, the idle timeout
-//!   only after a full period without data;
+//!   only after a full period without data; with heartbeats on, the relay never sleeps
+//!   past the next ping, so pings recur while the session is idle;
 //! - every session ends, with the documented cause and close code.
 //!
 //! `run` takes its choices from a [`Source`]: a seed (`cargo test`; a failure prints its
@@ -637,6 +638,13 @@ impl<'a> World<'a> {
                     ensure!(
                         deadline.is_some(),
                         "a live session waits without a deadline"
+                    );
+                    // Heartbeats recur however idle the session is: the relay never sleeps
+                    // past the next one.
+                    let every = self.cfg.ping_interval;
+                    ensure!(
+                        every == 0 || deadline.is_some_and(|at| at <= now + every),
+                        "with heartbeats every {every} ms the relay sleeps at t={now} until {deadline:?}"
                     );
                     return Ok(());
                 }
