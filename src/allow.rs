@@ -274,6 +274,23 @@ mod tests {
         assert!(!allowed(&r, None, inet("[::2]:7")));
     }
 
+    /// A network written in IPv4-mapped form is the IPv4 network it maps: the prefix
+    /// loses the 96 bits of the mapping prefix along with the address.
+    #[test]
+    fn mapped_network_is_canonical_ipv4() {
+        let mapped = Rule::parse("::ffff:10.0.0.0/104", None).expect("rule");
+        assert_eq!(mapped, Rule::parse("10.0.0.0/8", None).expect("rule"));
+        let r = [mapped];
+        assert!(allowed(&r, None, inet("10.1.2.3:5900")));
+        assert!(allowed(&r, None, inet("[::ffff:10.1.2.3]:5900")));
+        assert!(!allowed(&r, None, inet("192.168.1.1:5900")));
+        assert!(!allowed(&r, None, inet("[::ffff:192.168.1.1]:5900")));
+        assert!(!allowed(&r, None, inet("11.0.0.1:5900")));
+        let r = rules(&[("::ffff:192.168.1.0/120", Some("5900"))]);
+        assert!(allowed(&r, None, inet("192.168.1.77:5900")));
+        assert!(!allowed(&r, None, inet("192.168.2.1:5900")));
+    }
+
     #[test]
     fn unix_paths() {
         let r = rules(&[("unix:/run/vnc/", None), ("unix:/tmp/one.sock", None)]);

@@ -159,45 +159,6 @@ mod tests {
         assert!(spare_bytes() <= SPARE_BYTES, "at most the byte cap is kept");
     }
 
-    fn rss_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// A burst of sessions takes buffers while small long-lived allocations (pools,
-    /// connections) are made between them; when the burst is over, the buffers' pages
-    /// go back to the system. From malloc's heap they would not: the small blocks pin it.
-    #[test]
-    fn freed_buffers_return_their_pages_despite_live_small_allocations() {
-        const N: usize = 400;
-        let before = rss_kib();
-        let mut small = Vec::new();
-        let mut blocks = Vec::new();
-        for _ in 0..N {
-            let mut b = Block::new(65543).expect("mmap");
-            b.as_mut_slice().fill(1);
-            blocks.push(b);
-            small.push(vec![2u8; 1024]);
-        }
-        let peak = rss_kib();
-        drop(blocks);
-        let after = rss_kib();
-        let grown = peak.saturating_sub(before);
-        assert!(
-            grown > 20_000,
-            "the burst took memory ({before} -> {peak} KiB)"
-        );
-        assert!(
-            peak.saturating_sub(after) > grown * 3 / 4,
-            "pages returned: {before} -> {peak} -> {after} KiB"
-        );
-        assert_eq!(small.len(), N);
-    }
-
     #[test]
     fn a_smaller_spare_is_not_taken() {
         let mut a = Buf::default();

@@ -1024,6 +1024,23 @@ mod tests {
         );
     }
 
+    /// Every code IANA registers for an endpoint to send is accepted and echoed,
+    /// including the late additions 1012 (service restart), 1013 (try again later) and
+    /// 1014 (bad gateway).
+    #[test]
+    fn registered_close_codes_are_valid() {
+        for code in (1000u16..=1003)
+            .chain(1007..=1014)
+            .chain([3000, 3999, 4000, 4999])
+        {
+            let (_, ev) = decode_all(
+                Mode::Binary,
+                &client(true, OP_CLOSE, &code.to_be_bytes(), MASK),
+            );
+            assert_eq!(ev, [Event::Close(Some(code))], "close code {code}");
+        }
+    }
+
     #[test]
     fn dead_after_error() {
         let mut dec = Decoder::new(Mode::Binary);

@@ -245,6 +245,28 @@ mod tests {
         assert_eq!(status(check(true, true, h)), 400);
     }
 
+    /// A repeated version header counts in full: a client that also sends 8 is refused
+    /// even when its last header says 13, whichever order they come in.
+    #[test]
+    fn every_repeated_version_must_be_13() {
+        let versions = |vs: &[&'static [u8]]| {
+            let mut h = novnc();
+            h.retain(|(n, _)| *n != b"Sec-WebSocket-Version");
+            h.extend(vs.iter().map(|v| (&b"Sec-WebSocket-Version"[..], *v)));
+            check(true, true, h)
+        };
+        assert_eq!(
+            versions(&[b"8", b"13"]),
+            Err(Reject {
+                status: 426,
+                reason: "unsupported Sec-WebSocket-Version"
+            })
+        );
+        assert_eq!(status(versions(&[b"13", b"8"])), 426);
+        assert_eq!(status(versions(&[b"13", b"8", b"13"])), 426);
+        assert_eq!(status(versions(&[b"13", b"13"])), 101);
+    }
+
     #[test]
     fn rejections() {
         assert_eq!(status(check(false, true, novnc())), 400);

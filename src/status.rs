@@ -174,22 +174,35 @@ impl Snapshot {
         out
     }
 
+    /// Live sessions grouped by target: (target, sessions, from_client, to_client), in
+    /// the byte order of the target (Rust's `str` order), so labels keep their order from
+    /// scrape to scrape. Sorted, then grouped in one pass: a search per session would be
+    /// quadratic, and a scrape of thousands of sessions runs on a worker's event loop.
+    fn by_target(&self) -> Vec<(&str, u64, u64, u64)> {
+        let mut sorted: Vec<(&str, u64, u64)> = self
+            .sessions
+            .iter()
+            .map(|s| (s.target.as_str(), s.from_client, s.to_client))
+            .collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut targets: Vec<(&str, u64, u64, u64)> = Vec::new();
+        for (target, from, to) in sorted {
+            match targets.last_mut() {
+                Some(e) if e.0 == target => {
+                    e.1 += 1;
+                    e.2 += from;
+                    e.3 += to;
+                }
+                _ => targets.push((target, 1, from, to)),
+            }
+        }
+        targets
+    }
+
     fn prometheus(&self) -> String {
         let mut out = String::new();
         let t = &self.totals;
-        let mut targets: Vec<(&str, u64, u64, u64)> = Vec::new();
-        for s in &self.sessions {
-            let target = s.target.as_str();
-            match targets.iter_mut().find(|(name, ..)| *name == target) {
-                Some(e) => {
-                    e.1 += 1;
-                    e.2 += s.from_client;
-                    e.3 += s.to_client;
-                }
-                None => targets.push((target, 1, s.from_client, s.to_client)),
-            }
-        }
-        targets.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let targets = self.by_target();
         metric(
             &mut out,
             "websockify_sessions",
@@ -349,6 +362,35 @@ mod tests {
         );
     }
 
+    /// Every string field is a JSON string whatever bytes it holds: quotes, backslashes
+    /// and control characters are escaped, so the document stays parseable.
+    #[test]
+    fn json_escapes_every_string_field() {
+        let s = Session {
+            id: Text::new(b"i\"d\\\x01"),
+            client: Text::new(b"c\"l\\\x1f"),
+            target: Text::new(b"t\"g\\\n"),
+            location: Text::new(b"/l\"o\\\t"),
+            ..session("x", "x", 7, 8)
+        };
+        let j = Snapshot {
+            sessions: vec![s],
+            totals: Totals::default(),
+        }
+        .render(Format::Json);
+        let want = concat!(
+            r#"{"sessions":[{"id":"i\"d\\\u0001","pid":42,"client":"c\"l\\\u001f","#,
+            r#""target":"t\"g\\\u000a","location":"/l\"o\\\u0009","started":1700000000,"#,
+            r#""bytes_from_client":7,"bytes_to_client":8,"frames_from_client":3}],"#,
+            r#""active":1,"accepted":0,"untracked":0,"closed":{"client":0,"target_eof":0,"#,
+            r#""target_error":0,"idle":0,"send_timeout":0,"protocol_error":0,"shutdown":0,"#,
+            r#""lifetime":0,"revoked":0,"internal":0},"bytes_from_client":7,"#,
+            r#""bytes_to_client":8}"#,
+            "\n"
+        );
+        assert_eq!(j, want);
+    }
+
     #[test]
     fn prometheus_has_help_type_and_labels() {
         let p = snapshot().render(Format::Prometheus);
@@ -366,6 +408,81 @@ mod tests {
             assert!(p.lines().any(|l| l == line), "missing {line:?} in\n{p}");
         }
         assert!(p.ends_with('\n'));
+    }
+
+    /// Many targets, each with sessions scattered among the others': one line per target
+    /// with the sums of its sessions, targets in byte order (so "B" before "a", "a:10"
+    /// before "a:9").
+    #[test]
+    fn prometheus_groups_many_targets_in_byte_order() {
+        let mut names: Vec<String> = (0..600)
+            .map(|k| format!("10.{}.0.{k}:5900", k % 7))
+            .collect();
+        names.extend(["a:9", "a:10", "B:1", "\u{e9}:1", "q\"b:1"].map(String::from));
+        let sessions: Vec<Session> = (0..3 * names.len())
+            .map(|i| {
+                let name = &names[(i * 7919) % names.len()];
+                session(&i.to_string(), name, i as u64, 3 * i as u64 + 1)
+            })
+            .collect();
+        let mut want = std::collections::BTreeMap::new();
+        for s in &sessions {
+            let e = want
+                .entry(s.target.as_str().to_owned())
+                .or_insert((0, 0, 0));
+            *e = (e.0 + 1, e.1 + s.from_client, e.2 + s.to_client);
+        }
+        assert_eq!(want.len(), names.len());
+        assert!(
+            want.values().all(|e| e.0 == 3),
+            "every target has three sessions"
+        );
+        let p = Snapshot {
+            sessions,
+            totals: Totals::default(),
+        }
+        .render(Format::Prometheus);
+        let got =
+            |prefix: &str| -> Vec<&str> { p.lines().filter(|l| l.starts_with(prefix)).collect() };
+        let sessions: Vec<String> = want
+            .iter()
+            .map(|(t, e)| format!("websockify_sessions{{target=\"{}\"}} {}", label(t), e.0))
+            .collect();
+        assert_eq!(got("websockify_sessions{"), sessions);
+        let bytes: Vec<String> = want
+            .iter()
+            .flat_map(|(t, e)| {
+                let t = label(t);
+                [
+                    format!("websockify_live_payload_bytes{{target=\"{t}\",direction=\"from_client\"}} {}", e.1),
+                    format!("websockify_live_payload_bytes{{target=\"{t}\",direction=\"to_client\"}} {}", e.2),
+                ]
+            })
+            .collect();
+        assert_eq!(got("websockify_live_payload_bytes{"), bytes);
+        let first: Vec<&str> = got("websockify_sessions{").into_iter().take(2).collect();
+        assert_eq!(
+            first,
+            [
+                "websockify_sessions{target=\"10.0.0.0:5900\"} 3",
+                "websockify_sessions{target=\"10.0.0.105:5900\"} 3"
+            ]
+        );
+        let tail: Vec<&str> = got("websockify_sessions{")
+            .into_iter()
+            .rev()
+            .take(5)
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "websockify_sessions{target=\"\u{e9}:1\"} 3",
+                "websockify_sessions{target=\"q\\\"b:1\"} 3",
+                "websockify_sessions{target=\"a:9\"} 3",
+                "websockify_sessions{target=\"a:10\"} 3",
+                "websockify_sessions{target=\"B:1\"} 3",
+            ]
+        );
     }
 
     #[test]

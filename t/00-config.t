@@ -272,3 +272,17 @@ is_deeply [sort @warn], [sort
 ], "$T: one warning for each such location, at its websockify_pass" or diag $out;
 my $c = http_raw(ws_request(path => '/none'));
 is $c->{status}, 403, "$T: and indeed the request is refused";
+
+
+
+=== TEST 19: the default websockify_read_timeout is 60s (the heartbeat warning shows the value in effect)
+--- config
+    location /at-default { websockify_pass 127.0.0.1:5900; websockify_ping_interval 60s; }
+    location /below { websockify_pass 127.0.0.1:5900; websockify_ping_interval 59s; }
+--- ws_test
+my ($rc, $out, @warn) = nginx_t();
+is $rc, 0, "$T: the configuration is legal";
+is_deeply \@warn, [
+    'websockify_ping_interval 60s is not below websockify_read_timeout 60s: '
+    . 'an idle session ends before its first heartbeat ping @ ' . conf_line('location /at-default '),
+], "$T: 60s is not below the default, 59s is" or diag $out;

@@ -226,3 +226,35 @@ $c->send(ws_frame(payload => 'before drop'));
 is $t->wait_data(11, 3), 'before drop', "$T: data relayed";
 $c->close;
 ok $t->wait_eof(3), "$T: target connection closed";
+
+=== TEST 15: bytes from the client that cross our close frame do not reset it away (lingering close)
+The target sends more than the client's small receive buffer holds, then hangs up. Our
+close 1000 goes out behind that data while the client is not reading, and the session
+ends; only then does the client send (a pong). A socket closed at once answers those bytes
+with a reset, which throws away what it had not sent yet: the rest of the data and the
+close frame. nginx's lingering close reads and discards them instead.
+--- http_config
+    websockify_zone z 1m;
+    server {
+        # room for all the target's bytes and the close frame while the client reads nothing
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_2 sndbuf=1m;
+        location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
+    }
+--- config
+    location /status { websockify_status zone=z; }
+--- ws_test
+my $len = 256 * 1024;
+my $t = mock_target(port => rand_port(1), send => ['linger', $len], close_after_send => 1);
+my $c = ws_connect(port => rand_port(2), rcvbuf => 4096);
+is $c->{status}, 101, "$T: 101";
+my $active = sub { my $b = http_raw("GET /status HTTP/1.0\r\nHost: x\r\n\r\n")->{body} // ''; $b =~ /"active":(\d+)/ ? $1 : -1 };
+ok wait_until(sub { $t->closed(1) }, 10), "$T: the target sent everything and hung up";
+ok wait_until(sub { $active->() == 0 }, 10), "$T: the session ended while the client read nothing";
+$c->send(ws_frame(opcode => 10, payload => 'late'));
+sleep 0.2;    # let a reset, if any, arrive before we read
+my $data = $c->read_data($len, 10);
+is length($data), $len, "$T: every byte of the target's data arrived";
+ok $data eq prng_bytes('linger', $len), "$T: byte-exact";
+my $f = $c->read_until_opcode(8, 5);
+is $f && $f->{code}, 1000, "$T: then our close 1000";
+ok !$c->{error}, "$T: no connection reset" or diag $c->{error};

@@ -152,3 +152,32 @@ for my $i (0 .. $#c) {
 is $bad, 0, "$T: every session got exactly its own bytes back";
 $_->close for @c;
 ok $t->wait_connections(40, 2), "$T: 40 target connections";
+
+=== TEST 9: the default websockify_buffer_size is 65543: target data frames are as large as with that size set
+Under a flood that piles up while the client pauses, every read of the target fills the
+buffer less the room for a frame header, so the largest frame shows the buffer size.
+--- config
+    location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
+    location /set { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; websockify_buffer_size 65543; }
+    location /smaller { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; websockify_buffer_size 65536; }
+--- ws_test
+my $t = mock_target(port => rand_port(1), flood => 1);
+my %max;
+for my $path ('/ws', '/set', '/smaller') {
+    my $c = ws_connect(path => $path);
+    is $c->{status}, 101, "$T: $path: 101";
+    sleep 0.3;    # the target's bytes pile up behind the full client socket
+    my ($got, $max) = (0, 0);
+    while ($got < 4 << 20) {
+        my $f = $c->read_frame(5) or last;
+        next if $f->{opcode} >= 8;
+        $got += length $f->{payload};
+        $max = length $f->{payload} if length $f->{payload} > $max;
+    }
+    cmp_ok $got, '>=', 4 << 20, "$T: $path: 4 MiB read";
+    $max{$path} = $max;
+    $c->close;
+}
+diag "largest frames: " . join ', ', map { "$_ $max{$_}" } sort keys %max;
+cmp_ok $max{'/smaller'}, '<', $max{'/set'}, "$T: the largest frame tells the buffer sizes apart";
+is $max{'/ws'}, $max{'/set'}, "$T: the default is 65543";

@@ -7,6 +7,22 @@ use WsTest;
 run_tests();
 Test::More::done_testing();
 
+# The module's timers do not log, but nginx's event loop does (debug log): "epoll timer: N"
+# is the time to the worker's nearest timer. The timer values the worker waited for after
+# the first line matching $re, in that worker.
+sub WsTest::Run::epoll_timers_after {
+    my ($re) = @_;
+    my ($pid, @t);
+    for (split /\n/, error_log_text()) {
+        if (!defined $pid) {
+            ($pid) = /\[debug\] (\d+)#/ if /$re/;
+            next;
+        }
+        push @t, $1 if /\[debug\] $pid#\d+: epoll timer: (-?\d+)$/;
+    }
+    return @t;
+}
+
 __DATA__
 
 === TEST 1: a client on a slow link that reads steadily outlives the send timeout (re-armed on progress)
@@ -102,3 +118,59 @@ is error_log_count(log_line(info =>
 --- no_error_log
 [error]
 [warn]
+
+=== TEST 5: the default websockify_connect_timeout is 60s
+nginx's own 60 s timers are set apart so that the connect timer is the worker's nearest.
+--- http_config
+    client_header_timeout 90s;
+    send_timeout 90s;
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_read_timeout 300s;
+        websockify_send_timeout 300s;
+        websockify_ping_interval off;
+    }
+--- ws_test
+SKIP: {
+    skip "nginx without a debug log", 2 if error_log_text() !~ /\[debug\]/;
+    my $port = rand_port(1);
+    # a full accept queue: the connect stays in progress
+    my $t = mock_target(port => $port, backlog => 1, no_accept => 1);
+    my $fill = fill_backlog($port);
+    my $c = WsTest::Client->new(WsTest::_connect_sock(), 0);
+    $c->send(ws_request());
+    ok wait_until(sub { error_log_text() =~ /connect to 127\.0\.0\.1:$port, fd:/ }, 5), "$T: connecting";
+    sleep 0.2;
+    my @t = epoll_timers_after(qr/connect to 127\.0\.0\.1:$port, fd:/);
+    is $t[0], 60000, "$T: the worker then waits 60000 ms for the connect" or diag "@t";
+    $c->close;
+}
+
+=== TEST 6: the default websockify_send_timeout is 60s
+The client reads nothing while the target floods; once the client's socket is full the
+send timeout is the worker's nearest timer, armed at that moment.
+--- http_config
+    client_header_timeout 90s;
+    send_timeout 90s;
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_connect_timeout 300s;
+        websockify_read_timeout 300s;
+        websockify_ping_interval off;
+    }
+--- ws_test
+SKIP: {
+    skip "nginx without a debug log", 3 if error_log_text() !~ /\[debug\]/;
+    my $port = rand_port(1);
+    my $t = mock_target(port => $port, flood => 1);
+    my $c = ws_connect(rcvbuf => 4096);
+    is $c->{status}, 101, "$T: 101";
+    ok wait_until(sub { $t->sent(1) > 1 << 20 }, 10), "$T: the target flooded until it could not";
+    sleep 0.2;
+    my @t = epoll_timers_after(qr/connect to 127\.0\.0\.1:$port, fd:/);
+    ok((grep { $_ == 60000 } @t), "$T: the worker waits 60000 ms once the client is blocked")
+        or diag "@t";
+    $c->close;
+}

@@ -192,7 +192,75 @@ is $tls->proxy, $want, "$T: the second too";
 
 
 
-=== TEST 7: websockify_proxy_protocol: a wrong value
+=== TEST 7: set at http level, a location without its own setting sends the header
+--- http_config
+    websockify_proxy_protocol on;
+--- config
+    location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
+--- ws_test
+my $t = mock_target(port => rand_port(1), proxy_protocol => 1, banner => "RFB 003.008\n");
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101";
+ok wait_until(sub { defined $t->proxy }, 5), "$T: the target read a header";
+is $t->proxy, "PROXY TCP4 127.0.0.1 127.0.0.1 " . $c->sock->sockport . " " . server_port_client() . "\r\n",
+    "$T: v1, inherited from http";
+--- no_error_log
+[error]
+
+
+
+=== TEST 8: set at server level, a location without its own setting sends the header
+--- config
+    websockify_proxy_protocol v2;
+    location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
+--- ws_test
+my $t = mock_target(port => rand_port(1), proxy_protocol => 1, banner => "RFB 003.008\n");
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101";
+ok wait_until(sub { defined $t->proxy }, 5), "$T: the target read a header";
+is $t->proxy_parsed, "v2 TCP4 127.0.0.1 127.0.0.1 " . $c->sock->sockport . " " . server_port_client(),
+    "$T: v2, inherited from the server";
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: a keepalive-cached connection already carried bytes: no PROXY header on it
+proxy_pass leaves the connection idle in the group's keepalive cache (as t/16 TEST 4); the
+session that takes it must not put a header in the middle of that byte stream.
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_VALGRIND} ? 'the keepalive cache times out under valgrind before the session takes it' : undef
+--- http_config
+    upstream vnc {
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        keepalive 4;
+    }
+--- config
+    location /p {
+        proxy_pass http://vnc;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+    }
+    location /ws { websockify_pass vnc; websockify_proxy_protocol on; }
+--- ws_test
+# a plain target: proxy_pass sends no header, so the cached connection has none either
+my $t = mock_target(port => rand_port(1),
+    banner => "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nhi\n");
+my $p = http_raw("GET /p HTTP/1.0\r\nHost: localhost\r\n\r\n");
+is $p->{status}, 200, "$T: proxied request";
+is $t->connections, 1, "$T: one connection, now idle in the cache";
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101 over the cached connection";
+$c->send(ws_frame(payload => 'over keepalive'));
+ok wait_until(sub { $t->data =~ /over keepalive$/ }, 5), "$T: the payload reached the target";
+is $t->connections, 1, "$T: on that same connection";
+my ($after) = $t->data =~ /\r\n\r\n(.*)\z/s;
+is $after, 'over keepalive', "$T: right after the proxied request, no PROXY header between";
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: websockify_proxy_protocol: a wrong value
 --- config
     location /ws { websockify_pass 127.0.0.1:5900; websockify_proxy_protocol v3; }
 --- must_die

@@ -212,7 +212,10 @@ ok wait_until(sub { $t->connections == 2 }, 5), "$T: two sessions reached the ta
 sleep 0.3;
 is $t->connections, 2, "$T: the refused one never did";
 $a->send(ws_close_frame(1000));
-$a->read_until_opcode(8, 5);
+ok $a->read_until_opcode(8, 5), "$T: first viewer's close answered";
+# as a browser does after the close handshake: nginx's lingering close (5 s) ends at once,
+# and with it the request that holds the limit_conn slot
+$a->close;
 ok wait_until(sub { my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=7'); $c->{status} == 101 }, 5), "$T: free again once the first ended";
 
 === TEST 7: status locations with an if, limit_except and a regex; a session leaves the zone as it ends
@@ -265,3 +268,56 @@ my $t0 = time;
 ok wait_until(sub { $get->('/st-le')->{body} =~ /"active":0,/ }, 5), "$T: gone from the zone";
 cmp_ok time - $t0, '<', 1.5, "$T: at once, not after the lingering close";
 like $get->('/st-le')->{body}, qr/"target_eof":1,/, "$T: counted by cause";
+
+=== TEST 8: DELETE names a whole session id: a prefix of a live one is 404 and ends nothing
+--- http_config eval: main::operate_conf()
+--- config
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=1');
+is $c->{status}, 101, "$T: session";
+$c->read_data(12, 5);
+my (undef, $body) = main::status_json();
+my ($id) = $body =~ /"id":"(\d+-\d+)"/ or diag $body;
+my $del = sub { http_raw("DELETE /websockify-status/sessions/$_[0] HTTP/1.0\r\nHost: x\r\n\r\n", port => rand_port(3)) };
+for my $prefix (substr($id, 0, -1), $id =~ /^(\d+-)/) {
+    is $del->($prefix)->{status}, 404, "$T: DELETE $prefix (a prefix of $id) is 404";
+}
+sleep 1.2;    # past two sync ticks: a revoke would have been acted on
+$c->send(ws_frame(payload => 'still here'));
+is $c->read_data(10, 5), 'still here', "$T: the session still relays";
+ok !grep({ $_->{opcode} == 8 } @{ $c->{control} // [] }), "$T: no close frame";
+is $del->($id)->{status}, 202, "$T: the whole id is accepted";
+my $f = $c->read_until_opcode(8, 5);
+is $f && $f->{code}, 4000, "$T: and revokes it";
+
+=== TEST 9: the sync timer keeps running: counters move after the first tick, a late DELETE is honoured
+--- http_config eval: main::operate_conf()
+--- config
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my $c = ws_connect(port => rand_port(3), path => '/websockify?desk=1');
+is $c->{status}, 101, "$T: session";
+$c->read_data(12, 5);
+my $t0 = time;
+my $up = sub {
+    my (undef, $b) = main::status_json();
+    my ($n) = $b =~ /"sessions":\[\{[^}]*"bytes_from_client":(\d+)/;
+    $n // -1;
+};
+$c->send(ws_frame(payload => 'a' x 10));
+is $c->read_data(10, 5), 'a' x 10, "$T: echoed";
+ok wait_until(sub { $up->() == 10 }, 2), "$T: first counters in the zone";
+sleep 0.7 - (time - $t0) if time - $t0 < 0.7;    # past the first tick (500 ms)
+$c->send(ws_frame(payload => 'b' x 20));
+is $c->read_data(20, 5), 'b' x 20, "$T: echoed again";
+ok wait_until(sub { $up->() == 30 }, 2), "$T: counters grew after the first tick (" . $up->() . ")";
+sleep 1.6 - (time - $t0) if time - $t0 < 1.6;
+$c->send(ws_frame(payload => 'c'));
+is $c->read_data(1, 5), 'c', "$T: still relaying after 1.5 s";
+my (undef, $body) = main::status_json();
+my ($id) = $body =~ /"id":"(\d+-\d+)"/;
+my $d = http_raw("DELETE /websockify-status/sessions/$id HTTP/1.0\r\nHost: x\r\n\r\n", port => rand_port(3));
+is $d->{status}, 202, "$T: DELETE after more than a second accepted";
+my $f = $c->read_until_opcode(8, 3);
+is $f && $f->{code}, 4000, "$T: and acted on: close 4000";

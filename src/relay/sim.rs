@@ -7,13 +7,15 @@
 //! checks the relay's promises after every step:
 //!
 //! - bytes arrive exactly once and in order both ways, and completely when the session
-//!   ends cleanly;
+//!   ends cleanly; the frame counter counts every frame header the relay read, control
+//!   frames included;
 //! - the client parses a clean frame stream: control frames never split a data frame,
 //!   nothing follows our close frame, pongs echo the client's pings;
 //! - buffers stay within their bound; the 101 goes out before any frame;
 //! - a write retried after would-block starts at the same address, not shorter (TLS);
 //! - a send timeout fires only after a full timeout without progress, the idle timeout
-//!   only after a full period without data;
+//!   only after a full period without data; with heartbeats on, the relay never sleeps
+//!   past the next ping, so pings recur while the session is idle;
 //! - every session ends, with the documented cause and close code.
 //!
 //! `run` takes its choices from a [`Source`]: a seed (`cargo test`; a failure prints its
@@ -196,6 +198,12 @@ struct Client {
     /// Server frames parsed, and frames this client wrote.
     frames: usize,
     frames_sent: u64,
+    /// Bytes this client put on the wire, and where each frame's header ends in them,
+    /// with whether the header is valid (a violation may be refused in its header).
+    wire: u64,
+    headers: Vec<(u64, bool)>,
+    /// The close or violation frame: the relay decodes nothing behind it.
+    end_frame: Option<usize>,
     pings_sent: Vec<Vec<u8>>,
     pongs_matched: usize,
     awaiting_pong: Option<Vec<u8>>,
@@ -277,6 +285,8 @@ struct World<'a> {
     log: String,
     steps: u64,
     end: Option<End>,
+    /// Bytes of the client's wire the relay has read (pipelined ones included).
+    up_read: u64,
 }
 
 macro_rules! ensure {
@@ -357,6 +367,7 @@ impl<'a> World<'a> {
             log,
             steps: 0,
             end: None,
+            up_read: 0,
         }
     }
 
@@ -375,6 +386,7 @@ impl<'a> World<'a> {
             let bytes: Vec<u8> = self.client.out.drain(..n).collect();
             self.bound = self.cfg.buffer_size.max(n);
             self.relay.pipelined(&bytes);
+            self.up_read += n as u64;
             self.note(format_args!("pipelined {n}"));
         }
         self.run_relay()?;
@@ -582,8 +594,9 @@ impl<'a> World<'a> {
                 }
                 Action::RecvClient(buf) => {
                     let io = recv(&mut self.dice, &mut self.c2r, self.client.reset, buf);
-                    if let Io::Done(_) = io {
+                    if let Io::Done(n) = io {
                         self.clock.data_at = now;
+                        self.up_read += n as u64;
                     }
                     self.relay.client_read(io, now);
                 }
@@ -625,6 +638,13 @@ impl<'a> World<'a> {
                     ensure!(
                         deadline.is_some(),
                         "a live session waits without a deadline"
+                    );
+                    // Heartbeats recur however idle the session is: the relay never sleeps
+                    // past the next one.
+                    let every = self.cfg.ping_interval;
+                    ensure!(
+                        every == 0 || deadline.is_some_and(|at| at <= now + every),
+                        "with heartbeats every {every} ms the relay sleeps at t={now} until {deadline:?}"
                     );
                     return Ok(());
                 }
@@ -676,6 +696,18 @@ impl<'a> World<'a> {
             sent.starts_with(down),
             "client got bytes the target did not send in that order ({})",
             diff(down, sent)
+        );
+        // Every frame whose header the relay has read counts, data and control alike.
+        let c = &self.client;
+        let decodable = c.end_frame.map_or(c.headers.len(), |i| i + 1);
+        let read = c.headers[..decodable]
+            .iter()
+            .filter(|&&(end, valid)| valid && end <= self.up_read)
+            .count() as u64;
+        let counted = self.relay.stats().frames_from_client;
+        ensure!(
+            counted == read,
+            "{counted} frames counted, the relay read {read} frame headers"
         );
         let held = self.relay.held();
         ensure!(
@@ -971,6 +1003,9 @@ impl Client {
             got_close: None,
             frames: 0,
             frames_sent: 0,
+            wire: 0,
+            headers: Vec::new(),
+            end_frame: None,
             pings_sent: Vec::new(),
             pongs_matched: 0,
             awaiting_pong: None,
@@ -1006,6 +1041,7 @@ impl Client {
         match self.end {
             ClientEnd::Close(code) => {
                 let body = code.map(|c| c.to_be_bytes().to_vec()).unwrap_or_default();
+                self.end_frame = Some(self.headers.len());
                 self.frame(dice, true, 0, OP_CLOSE, &body, true);
             }
             ClientEnd::Violation(v) => {
@@ -1023,7 +1059,16 @@ impl Client {
                     Violation::BinaryInBase64 => (true, 0, OP_BINARY, b"AAAA".to_vec(), true),
                     Violation::BadBase64 => (true, 0, OP_TEXT, b"A*AA".to_vec(), true),
                 };
+                self.end_frame = Some(self.headers.len());
                 self.frame(dice, fin, rsv, op, &payload, masked);
+                // These are refused only for their payload, after the header counted.
+                let header_ok = matches!(
+                    v,
+                    Violation::CloseCode | Violation::CloseReason | Violation::BadBase64
+                );
+                if let Some(h) = self.headers.last_mut() {
+                    h.1 = header_ok;
+                }
             }
             ClientEnd::Eof | ClientEnd::Reset | ClientEnd::Open => {}
         }
@@ -1066,6 +1111,7 @@ impl Client {
         masked: bool,
     ) {
         self.frames_sent += 1;
+        let start = self.out.len();
         self.out.push_back(u8::from(fin) << 7 | rsv | opcode);
         let m = if masked { 0x80 } else { 0 };
         // Data frames now and then with a longer length encoding than needed (tolerated);
@@ -1091,8 +1137,11 @@ impl Client {
         if masked {
             self.out.extend(key);
         }
+        let header = (self.out.len() - start) as u64;
+        self.headers.push((self.wire + header, true));
         self.out
             .extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
+        self.wire += (self.out.len() - start) as u64;
     }
 
     /// Parses server frames as a browser does, strictly.
