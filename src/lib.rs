@@ -1,35 +1,32 @@
 //! websockify inside nginx: a WebSocket (RFC 6455) to TCP bridge for noVNC.
 //!
-//! `codec`, `handshake`, `allow`, `buffer`, `status`, `proxy_protocol` and `relay::core`
-//! are plain Rust (no nginx types), unit-tested with `cargo test` and driven by the relay
-//! simulation; the rest is the nginx glue, left out of test builds because it links
-//! against symbols only an nginx binary provides. `pages` is the one piece of FFI they use
-//! (mmap).
+//! Layers, each using only those below it:
+//! - `module` and `directives`: registration (the module, its context, its directives);
+//! - `request`: one HTTP request's life: the content handlers, connecting the target, the
+//!   relay's nginx side, variables;
+//! - `conf` and `zone`: the location configuration and the shared-memory zone;
+//! - `protocol`, `relay` and `status`: plain Rust that knows no nginx (frames, the
+//!   handshake, allow-lists, the PROXY header, the relay state machine, status rendering),
+//!   unit-tested with `cargo test`, simulated and fuzzed.
+//!
+//! The nginx layers are left out of test builds: they link against symbols only an nginx
+//! binary provides. The one name every layer uses is the module itself, re-exported here.
 
-pub mod allow;
-pub mod buffer;
-pub mod codec;
-pub mod handshake;
-pub mod pages;
-pub mod proxy_protocol;
+pub mod protocol;
 pub mod relay;
 pub mod status;
 
 #[cfg(not(any(test, fuzzing)))]
-mod config;
+mod conf;
 #[cfg(not(any(test, fuzzing)))]
-mod config_target;
+mod directives;
 #[cfg(not(any(test, fuzzing)))]
-mod handler;
-#[cfg(not(any(test, fuzzing)))]
-mod module;
-#[cfg(not(any(test, fuzzing)))]
-mod status_location;
-#[cfg(not(any(test, fuzzing)))]
-mod target;
-#[cfg(not(any(test, fuzzing)))]
-mod target_setup;
-#[cfg(not(any(test, fuzzing)))]
-mod variables;
+mod request;
 #[cfg(not(any(test, fuzzing)))]
 mod zone;
+
+#[cfg(not(any(test, fuzzing)))]
+mod module;
+
+#[cfg(not(any(test, fuzzing)))]
+pub(crate) use module::Websockify;

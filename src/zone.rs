@@ -16,9 +16,11 @@ use ngx::ffi::{
 };
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
-use crate::module::ngx_http_websockify_module;
+use ngx::http::HttpModule;
+
 use crate::relay::core::{Cause, Stats};
 use crate::status::{Session, Snapshot, Totals};
+use crate::Websockify;
 
 const NGX_OK: ngx_int_t = 0;
 const NGX_ERROR: ngx_int_t = -1;
@@ -29,6 +31,14 @@ const FULL_WARNING_EVERY: i64 = 60;
 
 pub struct MainConf {
     pub zone: *mut ngx_shm_zone_t,
+}
+
+impl Default for MainConf {
+    fn default() -> Self {
+        MainConf {
+            zone: ptr::null_mut(),
+        }
+    }
 }
 
 /// What the zone holds, at the start of its slab pool's memory.
@@ -49,11 +59,6 @@ pub struct Record {
 struct ZoneCtx {
     shpool: *mut ngx_slab_pool_t,
     sh: *mut Shared,
-}
-
-pub unsafe extern "C" fn create_main_conf(cf: *mut ngx_conf_t) -> *mut c_void {
-    let conf = ngx::ffi::ngx_pcalloc((*cf).pool, mem::size_of::<MainConf>()) as *mut MainConf;
-    conf.cast()
 }
 
 /// `websockify_zone name size;`
@@ -94,7 +99,7 @@ pub unsafe extern "C" fn set_zone(
         cf,
         &mut name,
         bytes as usize,
-        ptr::addr_of_mut!(ngx_http_websockify_module).cast(),
+        ptr::from_ref(Websockify::module()).cast_mut().cast(),
     );
     if zone.is_null() {
         return CONF_ERROR;
@@ -124,7 +129,7 @@ pub unsafe fn find(cf: *mut ngx_conf_t, name: &mut ngx_str_t) -> *mut ngx_shm_zo
         cf,
         name,
         0,
-        ptr::addr_of_mut!(ngx_http_websockify_module).cast(),
+        ptr::from_ref(Websockify::module()).cast_mut().cast(),
     )
 }
 

@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ngx_http_websockify_module::codec::{Decoder, Event, Mode, ProtocolError};
+use ngx_http_websockify_module::protocol::codec::{Decoder, Event, Mode, ProtocolError};
 use ngx_websockify_fuzz::rfc6455::{reference, Ev};
 
 fn ev(e: &Event) -> Ev {

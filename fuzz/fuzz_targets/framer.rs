@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ngx_http_websockify_module::codec::{
+use ngx_http_websockify_module::protocol::codec::{
     self, header_len, put_header, Decoder, Event, Framer, Mode, MAX_HEADER,
 };
 

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ngx_http_websockify_module::handshake::{accept_key, check};
+use ngx_http_websockify_module::protocol::handshake::{accept_key, check};
 use ngx_websockify_fuzz::rfc4648;
 use ngx_websockify_fuzz::rfc6455::{accept_of, handshake, Verdict};
 

@@ -13,7 +13,7 @@
 //! The error and mode names are the module's (`ProtocolError`, `Mode`): a vocabulary only.
 
 use crate::{rfc3174, rfc3629, rfc4648};
-use ngx_http_websockify_module::codec::{Mode, ProtocolError};
+use ngx_http_websockify_module::protocol::codec::{Mode, ProtocolError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ev {

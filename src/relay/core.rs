@@ -15,8 +15,8 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::buffer::Buf;
-use crate::codec::{self, ControlFrame, Decoder, Event, Framer, Mode, ProtocolError};
+use crate::protocol::codec::{self, ControlFrame, Decoder, Event, Framer, Mode, ProtocolError};
+use crate::relay::buffer::Buf;
 
 /// Milliseconds on nginx's clock.
 pub type Msec = u64;

@@ -1,12 +1,10 @@
-//! The relay: one session per upgraded request, moving bytes both ways inside the event
-//! loop. `core` decides everything and knows no nginx; `glue` connects it to nginx;
-//! `sim` proves `core` through seeded random schedules.
+//! The relay: one session per upgraded request, moving bytes both ways. `core` decides
+//! everything and knows no nginx (the request layer's `relay.rs` performs its actions);
+//! `buffer` and `pages` hold the data in flight; `sim` proves `core` through seeded
+//! random schedules.
 
+pub mod buffer;
 pub mod core;
-#[cfg(not(any(test, fuzzing)))]
-mod glue;
+pub mod pages;
 #[cfg(any(test, fuzzing))]
 pub mod sim;
-
-#[cfg(not(any(test, fuzzing)))]
-pub(crate) use glue::{fail, session_of, start, Session};

@@ -30,7 +30,7 @@ use super::core::{
     Action, Cause, Close, Config, End, Io, Msec, Note, Ready, Relay, CLOSE_EXPIRED,
     CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_REVOKED,
 };
-use crate::codec::{Mode, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
+use crate::protocol::codec::{Mode, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
 
 /// Where the schedule's choices come from.
 pub trait Source {

@@ -1,31 +1,31 @@
-//! The target connection around connect(): its source address before
-//! (ngx_http_upstream_set_local), then the PROXY protocol header in clear and the TLS
-//! handshake (as the stream proxy orders them), so that a target that refuses either is a
-//! 502 and the next server of a group is tried, never a WebSocket that opens and dies.
-//! The connect timer keeps running through both steps, as in the upstream module.
+//! The steps around connect(): the source address before (ngx_http_upstream_set_local),
+//! then the PROXY protocol header in clear and the TLS handshake (as the stream proxy
+//! orders them). Each step reports a `Step`; `connect` decides what follows, so that a
+//! target that refuses either is a 502 and the next server of a group is tried, never a
+//! WebSocket that opens and dies.
 
 use core::mem;
 use core::ptr;
 use std::net::SocketAddr;
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_addr_t, ngx_connection_local_sockaddr, ngx_connection_t, ngx_event_t,
-    ngx_handle_write_event, ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module,
-    ngx_http_empty_handler, ngx_http_request_t, ngx_http_run_posted_requests, ngx_inet_addr,
-    ngx_int_t, ngx_palloc, ngx_parse_addr_port, ngx_pnalloc, ngx_proxy_protocol_write,
-    ngx_ssl_check_host, ngx_ssl_connection_certificate, ngx_ssl_create_connection, ngx_ssl_error,
-    ngx_ssl_handshake, ngx_ssl_shutdown, ngx_str_t, ngx_tcp_nodelay, SSL_ctrl,
-    SSL_get_verify_result, TLSEXT_NAMETYPE_host_name, X509_verify_cert_error_string, NGX_LOG_ERR,
-    NGX_SSL_BUFFER, NGX_SSL_CLIENT, SSL_CTRL_SET_TLSEXT_HOSTNAME, X509_V_OK,
+    ngx_addr_t, ngx_connection_local_sockaddr, ngx_connection_t, ngx_handle_write_event,
+    ngx_http_complex_value, ngx_http_request_t, ngx_inet_addr, ngx_int_t, ngx_palloc,
+    ngx_parse_addr_port, ngx_pnalloc, ngx_proxy_protocol_write, ngx_ssl_check_host,
+    ngx_ssl_connection_certificate, ngx_ssl_create_connection, ngx_ssl_error, ngx_ssl_handshake,
+    ngx_ssl_shutdown, ngx_str_t, ngx_tcp_nodelay, SSL_ctrl, SSL_get_verify_result,
+    TLSEXT_NAMETYPE_host_name, X509_verify_cert_error_string, NGX_LOG_ERR, NGX_SSL_BUFFER,
+    NGX_SSL_CLIENT, SSL_CTRL_SET_TLSEXT_HOSTNAME, X509_V_OK,
 };
+use ngx::http::{HTTPStatus, HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
-use crate::allow::Peer;
-use crate::config::cstr;
-use crate::config_target::{ProxyProtocol, UpstreamConf};
-use crate::proxy_protocol;
-use crate::relay::{self, Session};
-use crate::target::{self, HTTP_BAD_GATEWAY, HTTP_GATEWAY_TIMEOUT, HTTP_INTERNAL_SERVER_ERROR};
+use super::addr::peer_of;
+use super::session::Session;
+use crate::conf::args::cstr;
+use crate::conf::target::{ProxyProtocol, UpstreamConf};
+use crate::protocol::allow::Peer;
+use crate::protocol::proxy_protocol;
 
 const NGX_OK: ngx_int_t = 0;
 const NGX_ERROR: ngx_int_t = -1;
@@ -41,12 +41,12 @@ unsafe fn upstream_conf<'a>(s: &Session) -> &'a UpstreamConf {
     &(*s.conf).upstream
 }
 
-unsafe fn target_conn(s: &Session) -> *mut ngx_connection_t {
+pub unsafe fn target_conn(s: &Session) -> *mut ngx_connection_t {
     (*s.peer()).connection
 }
 
-/// `websockify_bind`: the source address of every connection attempt, or Err(status).
-pub unsafe fn set_local(s: &mut Session) -> Result<(), ngx_int_t> {
+/// `websockify_bind`: the source address of every connection attempt.
+pub unsafe fn set_local(s: &mut Session) -> Result<(), Local> {
     let r = s.r;
     let pc = s.peer();
     let Some(local) = upstream_conf(s).local.as_ref() else {
@@ -60,14 +60,14 @@ pub unsafe fn set_local(s: &mut Session) -> Result<(), ngx_int_t> {
     }
     let mut val = ngx_str_t::default();
     if ngx_http_complex_value(r, local.value, &mut val) != NGX_OK {
-        return Err(HTTP_INTERNAL_SERVER_ERROR);
+        return Err(Local);
     }
     if val.len == 0 {
         return Ok(());
     }
     let addr = ngx_palloc((*r).pool, mem::size_of::<ngx_addr_t>()) as *mut ngx_addr_t;
     if addr.is_null() {
-        return Err(HTTP_INTERNAL_SERVER_ERROR);
+        return Err(Local);
     }
     match ngx_parse_addr_port((*r).pool, addr, val.data, val.len) {
         NGX_OK => {
@@ -75,7 +75,7 @@ pub unsafe fn set_local(s: &mut Session) -> Result<(), ngx_int_t> {
             (*pc).local = addr;
             Ok(())
         }
-        NGX_ERROR => Err(HTTP_INTERNAL_SERVER_ERROR),
+        NGX_ERROR => Err(Local),
         _ => {
             // As proxy_bind: the connection goes out from the default address.
             let shown = String::from_utf8_lossy(val.as_bytes());
@@ -89,48 +89,67 @@ pub unsafe fn set_local(s: &mut Session) -> Result<(), ngx_int_t> {
     }
 }
 
-/// The TCP connection is up: PROXY header, TLS, then the relay (through target). A
-/// connection from an upstream keepalive cache has carried bytes already: no header, and
-/// it keeps the TLS it has (as ngx_http_upstream_connect).
-pub unsafe fn connected(s: &mut Session) {
-    (*target_conn(s)).data = ptr::from_mut(s).cast();
-    let fresh = (*s.peer()).cached() == 0;
-    match upstream_conf(s).proxy_protocol {
-        Some(ProxyProtocol::V1 | ProxyProtocol::V2) if fresh => send_proxy_header(s),
-        _ => start_tls(s),
+/// How a step of setting up the target connection ended; `connect` decides what follows.
+pub enum Step {
+    /// Done (or not needed): on to the next step.
+    Ready,
+    /// Waits for the socket; `connect` installs the handler and the timer.
+    Pending,
+    /// The target failed it: the next server is tried. `why` is logged naming the target
+    /// (None: nginx has logged it).
+    Next {
+        status: HTTPStatus,
+        why: Option<&'static str>,
+    },
+    /// Our side failed (memory, a certificate file, a socket call): 500, nobody blamed.
+    Local,
+}
+
+/// A failure on our side; nginx has logged it where it says why.
+pub struct Local;
+
+impl From<Local> for Step {
+    fn from(_: Local) -> Step {
+        Step::Local
     }
+}
+
+/// Whether this connection gets a PROXY header: a connection from an upstream keepalive
+/// cache has carried bytes already (as ngx_http_upstream_connect).
+pub unsafe fn wants_proxy_header(s: &Session) -> bool {
+    let fresh = (*s.peer()).cached() == 0;
+    fresh
+        && matches!(
+            upstream_conf(s).proxy_protocol,
+            Some(ProxyProtocol::V1 | ProxyProtocol::V2)
+        )
 }
 
 /// Sends the PROXY header in one piece (the specification asks for it); on EAGAIN the
 /// whole header is tried again once the socket is writable, as in
 /// ngx_stream_proxy_send_proxy_protocol.
-unsafe fn send_proxy_header(s: &mut Session) {
+pub unsafe fn send_proxy_header(s: &mut Session) -> Step {
     let (c, t) = ((*s.r).connection, target_conn(s));
     let mut buf = [0u8; V1_MAX];
-    let len = match header(s, c, &mut buf) {
-        Some(len) => len,
-        None => return local_failure(s),
+    let Some(len) = header(s, c, &mut buf) else {
+        return Step::Local;
     };
     let Some(send) = (*t).send else {
-        return local_failure(s);
+        return Step::Local;
     };
     let n = send(t, buf.as_mut_ptr(), len);
     if n == NGX_AGAIN {
         if ngx_handle_write_event((*t).write, 0) != NGX_OK {
-            return local_failure(s);
+            return Step::Local;
         }
-        arm_connect_timer(s, t);
-        (*(*t).write).handler = Some(proxy_header_handler);
-        // Target bytes wait for the relay: the event's ready flag keeps them.
-        (*(*t).read).handler = Some(ngx_http_empty_handler);
-        return;
+        return Step::Pending;
     }
     if n < 0 {
         // nginx logged the send error.
-        if target::failed(s, None, HTTP_BAD_GATEWAY) {
-            target::connect(s);
-        }
-        return;
+        return Step::Next {
+            status: HTTPStatus::BAD_GATEWAY,
+            why: None,
+        };
     }
     if n as usize != len {
         ngx_log_error!(
@@ -138,9 +157,9 @@ unsafe fn send_proxy_header(s: &mut Session) {
             (*c).log,
             "websockify: could not send PROXY protocol header at once"
         );
-        return local_failure(s);
+        return Step::Local;
     }
-    start_tls(s);
+    Step::Ready
 }
 
 /// The header for the client connection `c` (after realip, its sockaddr is the real
@@ -164,36 +183,18 @@ unsafe fn header(s: &Session, c: *mut ngx_connection_t, buf: &mut [u8]) -> Optio
 }
 
 unsafe fn inet(sa: *const ngx::ffi::sockaddr, len: ngx::ffi::socklen_t) -> Option<SocketAddr> {
-    match target::peer_of(sa, len)? {
+    match peer_of(sa, len)? {
         Peer::Inet(a) => Some(a),
         Peer::Unix(_) => None,
     }
 }
 
-unsafe extern "C" fn proxy_header_handler(ev: *mut ngx_event_t) {
-    let t = (*ev).data as *mut ngx_connection_t;
-    let s = &mut *((*t).data as *mut Session);
-    let client = (*s.r).connection;
-    if (*ev).timedout() != 0 {
-        if target::failed(
-            s,
-            Some("timed out sending the PROXY protocol header"),
-            HTTP_GATEWAY_TIMEOUT,
-        ) {
-            target::connect(s);
-        }
-    } else {
-        send_proxy_header(s);
-    }
-    ngx_http_run_posted_requests(client);
-}
-
 /// ngx_stream_proxy_ssl_init_connection.
-unsafe fn start_tls(s: &mut Session) {
+pub unsafe fn start_tls(s: &mut Session) -> Step {
     let conf = upstream_conf(s);
     let (r, t, pc) = (s.r, target_conn(s), s.peer());
     if conf.ssl_enable == 0 || !(*t).ssl.is_null() {
-        return target::established(s);
+        return Step::Ready;
     }
     // As the stream proxy: target connections are never cached, the request's pool
     // holds the TLS state (a cached one brings its own).
@@ -202,10 +203,10 @@ unsafe fn start_tls(s: &mut Session) {
     }
     if ngx_ssl_create_connection(conf.ssl, t, (NGX_SSL_BUFFER | NGX_SSL_CLIENT) as usize) != NGX_OK
     {
-        return local_failure(s);
+        return Step::Local;
     }
     if (conf.ssl_server_name != 0 || conf.ssl_verify != 0) && ssl_name(s, t).is_err() {
-        return local_failure(s);
+        return Step::Local;
     }
     if let (Some(cert), Some(key)) = (
         conf.ssl_certificate.as_mut(),
@@ -215,56 +216,47 @@ unsafe fn start_tls(s: &mut Session) {
             && (!cert.lengths.is_null() || !key.lengths.is_null())
             && certificate(s, t, cert, key).is_err()
         {
-            return local_failure(s);
+            return Step::Local;
         }
     }
     if conf.ssl_session_reuse != 0 {
         (*(*t).ssl).save_session = Some(save_session);
         if let Some(set) = (*pc).set_session {
             if set(pc, (*pc).data) != NGX_OK {
-                return local_failure(s);
+                return Step::Local;
             }
         }
         // An abbreviated handshake may interact badly with Nagle.
-        let clcf =
-            *(*r).loc_conf.add(ngx_http_core_module.ctx_index) as *const ngx_http_core_loc_conf_t;
-        if (*clcf).tcp_nodelay != 0 && ngx_tcp_nodelay(t) != NGX_OK {
-            return local_failure(s);
+        let nodelay = NgxHttpCoreModule::location_conf(&*r).is_some_and(|c| c.tcp_nodelay != 0);
+        if nodelay && ngx_tcp_nodelay(t) != NGX_OK {
+            return Step::Local;
         }
     }
     (*(*(*r).connection).log).action = c"SSL handshaking to websockify target".as_ptr() as *mut _;
     if ngx_ssl_handshake(t) == NGX_AGAIN {
-        arm_connect_timer(s, t);
-        (*(*t).ssl).handler = Some(handshake_handler);
-        return;
+        return Step::Pending;
     }
-    handshake_done(s, t);
-}
-
-unsafe extern "C" fn handshake_handler(t: *mut ngx_connection_t) {
-    let s = &mut *((*t).data as *mut Session);
-    let client = (*s.r).connection;
-    handshake_done(s, t);
-    ngx_http_run_posted_requests(client);
+    handshake_done(s, t)
 }
 
 /// ngx_stream_proxy_ssl_handshake: a handshake that failed, timed out or ended with a
 /// certificate that does not verify moves on to the next server.
-unsafe fn handshake_done(s: &mut Session, t: *mut ngx_connection_t) {
+pub unsafe fn handshake_done(s: &mut Session, t: *mut ngx_connection_t) -> Step {
     let ssl = &*(*t).ssl;
     if ssl.handshaked() != 0 {
         if upstream_conf(s).ssl_verify == 0 || verified(s, t) {
-            return target::established(s);
+            return Step::Ready;
         }
     } else if (*(*t).write).timedout() != 0 {
-        if target::failed(s, Some("SSL handshake timed out"), HTTP_GATEWAY_TIMEOUT) {
-            target::connect(s);
-        }
-        return;
+        return Step::Next {
+            status: HTTPStatus::GATEWAY_TIME_OUT,
+            why: Some("SSL handshake timed out"),
+        };
     }
     // nginx logged why the handshake failed; verified() logged its reason.
-    if target::failed(s, None, HTTP_BAD_GATEWAY) {
-        target::connect(s);
+    Step::Next {
+        status: HTTPStatus::BAD_GATEWAY,
+        why: None,
     }
 }
 
@@ -301,14 +293,14 @@ unsafe fn verified(s: &mut Session, t: *mut ngx_connection_t) -> bool {
 
 /// ngx_http_upstream_ssl_name: `websockify_ssl_name` or the host of the target, without
 /// a port; sent as SNI when `websockify_ssl_server_name` is on and it is not an address.
-unsafe fn ssl_name(s: &mut Session, t: *mut ngx_connection_t) -> Result<(), ()> {
+unsafe fn ssl_name(s: &mut Session, t: *mut ngx_connection_t) -> Result<(), Local> {
     let r = s.r;
     let conf = upstream_conf(s);
     let u = &mut *(*r).upstream;
     let mut name = u.ssl_name;
     if let Some(cv) = conf.ssl_name.as_mut() {
         if ngx_http_complex_value(r, cv, &mut name) != NGX_OK {
-            return Err(());
+            return Err(Local);
         }
     }
     name.len = host_len(name.as_bytes());
@@ -320,7 +312,7 @@ unsafe fn ssl_name(s: &mut Session, t: *mut ngx_connection_t) -> Result<(), ()> 
         // SSL_set_tlsext_host_name() needs a NUL-terminated string.
         let p = ngx_pnalloc((*r).pool, name.len + 1) as *mut u8;
         if p.is_null() {
-            return Err(());
+            return Err(Local);
         }
         ptr::copy_nonoverlapping(name.data, p, name.len);
         *p.add(name.len) = 0;
@@ -339,7 +331,7 @@ unsafe fn ssl_name(s: &mut Session, t: *mut ngx_connection_t) -> Result<(), ()> 
                 0,
                 c"SSL_set_tlsext_host_name() failed".as_ptr() as *mut _,
             );
-            return Err(());
+            return Err(Local);
         }
     }
     u.ssl_name = name;
@@ -365,11 +357,11 @@ unsafe fn certificate(
     t: *mut ngx_connection_t,
     cert_cv: &mut ngx::ffi::ngx_http_complex_value_t,
     key_cv: &mut ngx::ffi::ngx_http_complex_value_t,
-) -> Result<(), ()> {
+) -> Result<(), Local> {
     let r: *mut ngx_http_request_t = s.r;
     let mut cert = ngx_str_t::default();
     if ngx_http_complex_value(r, cert_cv, &mut cert) != NGX_OK {
-        return Err(());
+        return Err(Local);
     }
     // The directive's zero slot ends values with a NUL: an empty one means none.
     if cert.len == 0 || *cert.data == 0 {
@@ -377,7 +369,7 @@ unsafe fn certificate(
     }
     let mut key = ngx_str_t::default();
     if ngx_http_complex_value(r, key_cv, &mut key) != NGX_OK {
-        return Err(());
+        return Err(Local);
     }
     #[cfg(ngx_ssl_cache)]
     let rc = ngx_ssl_connection_certificate(
@@ -391,7 +383,7 @@ unsafe fn certificate(
     #[cfg(not(ngx_ssl_cache))]
     let rc = ngx_ssl_connection_certificate(t, (*r).pool, &mut cert, &mut key, ptr::null_mut());
     if rc != NGX_OK {
-        return Err(());
+        return Err(Local);
     }
     Ok(())
 }
@@ -409,19 +401,6 @@ unsafe extern "C" fn save_session(c: *mut ngx_connection_t) {
     if let Some(save) = (*pc).save_session {
         save(pc, (*pc).data);
     }
-}
-
-/// The connect timer also bounds the PROXY header and the handshake.
-unsafe fn arm_connect_timer(s: &Session, t: *mut ngx_connection_t) {
-    if (*(*t).write).timer_set() == 0 {
-        ngx_add_timer((*t).write, (*s.conf).connect_timeout);
-    }
-}
-
-/// Something on our side failed (memory, a certificate file): 500, the peer not blamed.
-unsafe fn local_failure(s: &mut Session) {
-    target::release_peer(s);
-    relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
 }
 
 /// Closes a target connection, shutting TLS down first as ngx_http_upstream_next

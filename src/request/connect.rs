@@ -2,61 +2,93 @@
 //! configured ones (addresses, host names, `upstream {}` groups) through the upstream
 //! module and its balancers; per-request ones from an address or a name resolved with
 //! nginx's `resolver`, after the `websockify_allow` check. Peers are tried in turn until
-//! one connects. Meanwhile the client is watched, as `ngx_http_upstream_module` does: a
+//! one connects: resolve → connect → PROXY header → TLS → ready, each step ending in
+//! ready, pending, next server or a local failure, and one function (`next_upstream`)
+//! deciding the next server. Meanwhile the client is watched, as `ngx_http_upstream_module` does: a
 //! client that leaves ends the request with 499 at once.
 
 use core::ffi::c_void;
 use core::{mem, ptr};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
+use ngx::core::Status;
 use ngx::ffi::{
     getsockopt, ngx_add_timer, ngx_array_create, ngx_array_push, ngx_connection_t,
     ngx_current_msec, ngx_del_timer, ngx_destroy_pool, ngx_event_connect_peer, ngx_event_t,
-    ngx_http_block_reading, ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module,
-    ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_upstream_create,
-    ngx_http_upstream_create_round_robin_peer, ngx_http_upstream_main_conf_t,
-    ngx_http_upstream_module, ngx_http_upstream_resolved_t, ngx_http_upstream_srv_conf_t,
-    ngx_http_upstream_state_t, ngx_int_t, ngx_parse_url, ngx_pcalloc, ngx_pool_cleanup_add,
-    ngx_pool_t, ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t,
-    ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_socket_errno, ngx_str_t, ngx_url_t, recv,
-    sockaddr, sockaddr_in, sockaddr_in6, sockaddr_un, socklen_t, AF_INET, AF_INET6, AF_UNIX,
-    MSG_PEEK, NGX_EAGAIN, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO, NGX_PEER_FAILED,
-    SOL_SOCKET, SO_ERROR,
+    ngx_http_block_reading, ngx_http_complex_value, ngx_http_empty_handler,
+    ngx_http_finalize_request, ngx_http_request_t, ngx_http_run_posted_requests,
+    ngx_http_upstream_create, ngx_http_upstream_create_round_robin_peer,
+    ngx_http_upstream_resolved_t, ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t,
+    ngx_int_t, ngx_parse_url, ngx_pcalloc, ngx_pool_cleanup_add, ngx_pool_t, ngx_resolve_name,
+    ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t, ngx_resolver_ctx_t,
+    ngx_resolver_strerror, ngx_socket_errno, ngx_str_t, ngx_url_t, recv, socklen_t, MSG_PEEK,
+    NGX_EAGAIN, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO, NGX_PEER_FAILED, SOL_SOCKET,
+    SO_ERROR,
+};
+use ngx::http::{
+    HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule,
+    NgxHttpUpstreamModule,
 };
 use ngx::ngx_log_error;
 
-use crate::allow::{self, Peer};
-use crate::config::{cstr, LocConf, Target, DEFAULT_PORT};
-use crate::module::ngx_http_websockify_module;
-use crate::relay::{self, Session};
-use crate::target_setup;
+use super::addr::peer_of;
+use super::relay;
+use super::session::{session_mut, Session};
+use super::setup::{self, Step};
+use crate::conf::args::cstr;
+use crate::conf::{LocConf, Target, DEFAULT_PORT};
+use crate::protocol::allow::{self, Peer};
 
-const NGX_OK: ngx_int_t = 0;
-const NGX_ERROR: ngx_int_t = -1;
-const NGX_AGAIN: ngx_int_t = -2;
-const NGX_BUSY: ngx_int_t = -3;
-const NGX_DONE: ngx_int_t = -4;
-const NGX_DECLINED: ngx_int_t = -5;
-pub const HTTP_FORBIDDEN: ngx_int_t = 403;
-const HTTP_CLIENT_CLOSED_REQUEST: ngx_int_t = 499;
-pub const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
-pub const HTTP_BAD_GATEWAY: ngx_int_t = 502;
-pub const HTTP_GATEWAY_TIMEOUT: ngx_int_t = 504;
+const NGX_OK: ngx_int_t = Status::NGX_OK.0;
+const NGX_ERROR: ngx_int_t = Status::NGX_ERROR.0;
+const NGX_AGAIN: ngx_int_t = Status::NGX_AGAIN.0;
+const NGX_BUSY: ngx_int_t = Status::NGX_BUSY.0;
+const NGX_DONE: ngx_int_t = Status::NGX_DONE.0;
+const NGX_DECLINED: ngx_int_t = Status::NGX_DECLINED.0;
+
+/// What choosing the target left to do.
+enum Chosen {
+    /// Peers are set: connect.
+    Peers,
+    /// A host name is being resolved: `resolved` connects.
+    Resolving,
+}
+
+/// Where connecting stands once the TCP connection is up.
+#[derive(Clone, Copy)]
+enum Stage {
+    ProxyHeader,
+    Tls,
+    Done,
+}
+
+impl Stage {
+    fn next(self) -> Stage {
+        match self {
+            Stage::ProxyHeader => Stage::Tls,
+            Stage::Tls | Stage::Done => Stage::Done,
+        }
+    }
+}
+
+/// Ends the request with `status` before any 101.
+unsafe fn finalize(s: &mut Session, status: HTTPStatus) {
+    ngx_http_finalize_request(s.r, Status::from(status).into());
+}
 
 /// Sets up the peers for this request and starts connecting; failures end the request
 /// with their status.
 pub unsafe fn begin(s: &mut Session) {
     let r = s.r;
     if ngx_http_upstream_create(r) != NGX_OK {
-        relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
+        finalize(s, HTTPStatus::INTERNAL_SERVER_ERROR);
         return;
     }
     // The client's read event stays registered from reading the request (with
     // EPOLLRDHUP / EV_EOF): it reports a client that leaves; relay::start replaces these.
     (*r).read_event_handler = Some(check_client_read);
     (*r).write_event_handler = Some(check_client_write);
-    if let Err(status) = target_setup::set_local(s) {
-        relay::fail(s, status);
+    if setup::set_local(s).is_err() {
+        finalize(s, HTTPStatus::INTERNAL_SERVER_ERROR);
         return;
     }
     let conf = &*s.conf;
@@ -67,38 +99,38 @@ pub unsafe fn begin(s: &mut Session) {
             init_group(r, *uscf)
         }
         Some(Target::Dynamic(cv)) => choose(s, conf, cv),
-        None => Err(HTTP_INTERNAL_SERVER_ERROR),
+        None => Err(HTTPStatus::INTERNAL_SERVER_ERROR),
     };
     match rc {
-        Ok(true) => connect(s),
-        Ok(false) => {} // resolving; connect() follows
-        Err(status) => relay::fail(s, status),
+        Ok(Chosen::Peers) => connect(s),
+        Ok(Chosen::Resolving) => {}
+        Err(status) => finalize(s, status),
     }
 }
 
 unsafe fn init_group(
     r: *mut ngx_http_request_t,
     uscf: *mut ngx_http_upstream_srv_conf_t,
-) -> Result<bool, ngx_int_t> {
-    let init = (*uscf).peer.init.ok_or(HTTP_INTERNAL_SERVER_ERROR)?;
+) -> Result<Chosen, HTTPStatus> {
+    let init = (*uscf).peer.init.ok_or(HTTPStatus::INTERNAL_SERVER_ERROR)?;
     if init(r, uscf) != NGX_OK {
-        return Err(HTTP_INTERNAL_SERVER_ERROR);
+        return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
-    Ok(true)
+    Ok(Chosen::Peers)
 }
 
 /// A per-request target: an `upstream {}` group by name, an address, or a host name to
-/// resolve. Ok(false) while the resolver works.
+/// resolve.
 unsafe fn choose(
     s: &mut Session,
     conf: &LocConf,
     cv: &ngx::ffi::ngx_http_complex_value_t,
-) -> Result<bool, ngx_int_t> {
+) -> Result<Chosen, HTTPStatus> {
     let r = s.r;
     let log = (*(*r).connection).log;
     let mut value = ngx_str_t::default();
     if ngx_http_complex_value(r, ptr::from_ref(cv).cast_mut(), &mut value) != NGX_OK {
-        return Err(HTTP_INTERNAL_SERVER_ERROR);
+        return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
     let shown = String::from_utf8_lossy(value.as_bytes()).into_owned();
     if value.len == 0 {
@@ -107,7 +139,7 @@ unsafe fn choose(
             log,
             "websockify: the target evaluated to an empty value"
         );
-        return Err(HTTP_BAD_GATEWAY);
+        return Err(HTTPStatus::BAD_GATEWAY);
     }
     let mut u: ngx_url_t = mem::zeroed();
     u.url = value;
@@ -120,7 +152,7 @@ unsafe fn choose(
             log,
             "websockify: invalid target \"{shown}\": {why}"
         );
-        return Err(HTTP_BAD_GATEWAY);
+        return Err(HTTPStatus::BAD_GATEWAY);
     }
     (*(*r).upstream).ssl_name = u.host;
     // A group is reached only when a rule names it: a value from the client must not
@@ -128,24 +160,24 @@ unsafe fn choose(
     if let Some(uscf) = find_group(r, &u) {
         if !allow::group_allowed(&conf.allow, u.host.as_bytes()) {
             deny(log, &shown, conf);
-            return Err(HTTP_FORBIDDEN);
+            return Err(HTTPStatus::FORBIDDEN);
         }
         return init_group(r, uscf);
     }
     if u.naddrs == 0 {
         if !allow::may_resolve(&conf.allow, u.host.as_bytes(), u.port) {
             deny(log, &shown, conf);
-            return Err(HTTP_FORBIDDEN);
+            return Err(HTTPStatus::FORBIDDEN);
         }
         return resolve(s, &u, &shown);
     }
     let addr = &*u.addrs;
     let Some(peer) = peer_of(addr.sockaddr, addr.socklen) else {
-        return Err(HTTP_BAD_GATEWAY);
+        return Err(HTTPStatus::BAD_GATEWAY);
     };
     if !allow::allowed(&conf.allow, None, peer) {
         deny(log, &shown, conf);
-        return Err(HTTP_FORBIDDEN);
+        return Err(HTTPStatus::FORBIDDEN);
     }
     peers_from(r, |ur| {
         ur.sockaddr = addr.sockaddr;
@@ -153,22 +185,22 @@ unsafe fn choose(
         ur.name = addr.name;
         ur.naddrs = 1;
     })?;
-    Ok(true)
+    Ok(Chosen::Peers)
 }
 
 /// Round-robin peers for this request from addresses that `fill` describes (copied).
 unsafe fn peers_from(
     r: *mut ngx_http_request_t,
     fill: impl FnOnce(&mut ngx_http_upstream_resolved_t),
-) -> Result<(), ngx_int_t> {
+) -> Result<(), HTTPStatus> {
     let ur = ngx_pcalloc((*r).pool, mem::size_of::<ngx_http_upstream_resolved_t>())
         as *mut ngx_http_upstream_resolved_t;
     let Some(ur) = ur.as_mut() else {
-        return Err(HTTP_INTERNAL_SERVER_ERROR);
+        return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     };
     fill(ur);
     if ngx_http_upstream_create_round_robin_peer(r, ur) != NGX_OK {
-        return Err(HTTP_INTERNAL_SERVER_ERROR);
+        return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
     Ok(())
 }
@@ -191,9 +223,8 @@ unsafe fn find_group(
     r: *mut ngx_http_request_t,
     u: &ngx_url_t,
 ) -> Option<*mut ngx_http_upstream_srv_conf_t> {
-    let umcf = *(*r).main_conf.add(ngx_http_upstream_module.ctx_index)
-        as *const ngx_http_upstream_main_conf_t;
-    let list = &(*umcf).upstreams;
+    let umcf = NgxHttpUpstreamModule::main_conf(&*r)?;
+    let list = &umcf.upstreams;
     let groups = core::slice::from_raw_parts(
         list.elts as *const *mut ngx_http_upstream_srv_conf_t,
         list.nelts,
@@ -206,16 +237,17 @@ unsafe fn find_group(
 }
 
 /// Starts resolving a per-request host name with the location's `resolver`.
-unsafe fn resolve(s: &mut Session, u: &ngx_url_t, shown: &str) -> Result<bool, ngx_int_t> {
+unsafe fn resolve(s: &mut Session, u: &ngx_url_t, shown: &str) -> Result<Chosen, HTTPStatus> {
     let r = s.r;
     let log = (*(*r).connection).log;
-    let clcf =
-        *(*r).loc_conf.add(ngx_http_core_module.ctx_index) as *const ngx_http_core_loc_conf_t;
+    let Some(clcf) = NgxHttpCoreModule::location_conf(&*r) else {
+        return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
+    };
     let mut temp: ngx_resolver_ctx_t = mem::zeroed();
     temp.name = u.host;
-    let ctx = ngx_resolve_start((*clcf).resolver, &mut temp);
+    let ctx = ngx_resolve_start(clcf.resolver, &mut temp);
     if ctx.is_null() {
-        return Err(HTTP_INTERNAL_SERVER_ERROR);
+        return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
     // NGX_NO_RESOLVER
     if ctx as isize == -1 {
@@ -224,21 +256,21 @@ unsafe fn resolve(s: &mut Session, u: &ngx_url_t, shown: &str) -> Result<bool, n
             log,
             "websockify: no resolver defined to resolve target \"{shown}\""
         );
-        return Err(HTTP_BAD_GATEWAY);
+        return Err(HTTPStatus::BAD_GATEWAY);
     }
     (*ctx).name = u.host;
     (*ctx).handler = Some(resolved);
     (*ctx).data = ptr::from_mut(s).cast();
-    (*ctx).timeout = (*clcf).resolver_timeout;
+    (*ctx).timeout = clcf.resolver_timeout;
     s.port = u.port;
     s.resolving = ctx;
     // A cached answer runs resolved() inside this call: the session may have started or
     // ended on return (the content handler's reference keeps the request alive).
     if ngx_resolve_name(ctx) != NGX_OK {
         s.resolving = ptr::null_mut();
-        return Err(HTTP_INTERNAL_SERVER_ERROR);
+        return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
-    Ok(false)
+    Ok(Chosen::Resolving)
 }
 
 unsafe extern "C" fn resolved(ctx: *mut ngx_resolver_ctx_t) {
@@ -253,14 +285,14 @@ unsafe extern "C" fn resolved(ctx: *mut ngx_resolver_ctx_t) {
     ngx_resolve_name_done(ctx);
     match rc {
         Ok(()) => connect(s),
-        Err(status) => relay::fail(s, status),
+        Err(status) => finalize(s, status),
     }
     if run_posted {
         ngx_http_run_posted_requests(c);
     }
 }
 
-unsafe fn use_resolved(s: &mut Session, ctx: *mut ngx_resolver_ctx_t) -> Result<(), ngx_int_t> {
+unsafe fn use_resolved(s: &mut Session, ctx: *mut ngx_resolver_ctx_t) -> Result<(), HTTPStatus> {
     let r = s.r;
     let log = (*(*r).connection).log;
     let conf = &*s.conf;
@@ -274,12 +306,12 @@ unsafe fn use_resolved(s: &mut Session, ctx: *mut ngx_resolver_ctx_t) -> Result<
             "websockify: target \"{shown}\" could not be resolved ({}: {why})",
             (*ctx).state
         );
-        return Err(HTTP_BAD_GATEWAY);
+        return Err(HTTPStatus::BAD_GATEWAY);
     }
     let found = core::slice::from_raw_parts((*ctx).addrs, (*ctx).naddrs);
     let list = ngx_pcalloc((*r).pool, mem::size_of_val(found)) as *mut ngx_resolver_addr_t;
     if list.is_null() {
-        return Err(HTTP_INTERNAL_SERVER_ERROR);
+        return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
     let mut kept = 0;
     for a in found {
@@ -291,7 +323,7 @@ unsafe fn use_resolved(s: &mut Session, ctx: *mut ngx_resolver_ctx_t) -> Result<
     }
     if kept == 0 {
         deny(log, &shown, conf);
-        return Err(HTTP_FORBIDDEN);
+        return Err(HTTPStatus::FORBIDDEN);
     }
     // Copies the addresses: the resolver's go away with ngx_resolve_name_done().
     peers_from(r, |ur| {
@@ -312,34 +344,6 @@ fn with_port(peer: Peer, port: u16) -> Peer {
     }
 }
 
-/// A socket address as the allow-list sees it.
-pub(crate) unsafe fn peer_of<'a>(sa: *const sockaddr, len: socklen_t) -> Option<Peer<'a>> {
-    match i32::from((*sa).sa_family) {
-        f if f == AF_INET as i32 => {
-            let sin = &*(sa as *const sockaddr_in);
-            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            let port = u16::from_be(sin.sin_port);
-            Some(Peer::Inet(SocketAddr::V4(SocketAddrV4::new(ip, port))))
-        }
-        f if f == AF_INET6 as i32 => {
-            let sin6 = &*(sa as *const sockaddr_in6);
-            let ip = Ipv6Addr::from(sin6.sin6_addr.__in6_u.__u6_addr8);
-            let port = u16::from_be(sin6.sin6_port);
-            Some(Peer::Inet(SocketAddr::V6(SocketAddrV6::new(
-                ip, port, 0, 0,
-            ))))
-        }
-        f if f == AF_UNIX as i32 => {
-            let sun = &*(sa as *const sockaddr_un);
-            let max = (len as usize).saturating_sub(mem::size_of_val(&sun.sun_family));
-            let path = core::slice::from_raw_parts(sun.sun_path.as_ptr().cast::<u8>(), max);
-            let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
-            path.get(..end).map(Peer::Unix)
-        }
-        _ => None,
-    }
-}
-
 /// Connects to the next peer; when none is left the request ends with the last
 /// failure's status. Results as in ngx_http_upstream_connect().
 pub unsafe fn connect(s: &mut Session) {
@@ -354,26 +358,26 @@ pub unsafe fn connect(s: &mut Session) {
             // A local failure (no free connection, no socket), logged by nginx: not the
             // peer's fault, so it is not marked failed.
             release_peer(s);
-            relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
+            finalize(s, HTTPStatus::INTERNAL_SERVER_ERROR);
             return;
         }
         if push_state(s).is_err() {
             release_peer(s);
-            relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
+            finalize(s, HTTPStatus::INTERNAL_SERVER_ERROR);
             return;
         }
         match rc {
             NGX_BUSY => {
                 ngx_log_error!(NGX_LOG_ERR, log, "websockify: no live upstreams");
                 if let Some(state) = current_state(s) {
-                    state.status = HTTP_BAD_GATEWAY as usize;
+                    state.status = HTTPStatus::BAD_GATEWAY.into();
                 }
-                relay::fail(s, HTTP_BAD_GATEWAY);
+                finalize(s, HTTPStatus::BAD_GATEWAY);
                 return;
             }
             // connect() failed at once; nginx logged it naming the peer.
             NGX_DECLINED => {
-                if !failed(s, None, HTTP_BAD_GATEWAY) {
+                if !peer_failed(s, HTTPStatus::BAD_GATEWAY, None) {
                     return;
                 }
             }
@@ -389,11 +393,10 @@ pub unsafe fn connect(s: &mut Session) {
             _ => {
                 if rc == NGX_DONE && adopt_pool(s).is_err() {
                     release_peer(s);
-                    relay::fail(s, HTTP_INTERNAL_SERVER_ERROR);
+                    finalize(s, HTTPStatus::INTERNAL_SERVER_ERROR);
                     return;
                 }
-                target_setup::connected(s);
-                return;
+                return connected(s);
             }
         }
     }
@@ -421,10 +424,10 @@ unsafe extern "C" fn destroy_pool(data: *mut c_void) {
 
 /// Closes the peer connection, if any, and gives the peer back to the balancer without
 /// blaming it.
-pub(crate) unsafe fn release_peer(s: &mut Session) {
+unsafe fn release_peer(s: &mut Session) {
     let pc = s.peer();
     if !(*pc).connection.is_null() {
-        target_setup::close((*pc).connection, true);
+        setup::close((*pc).connection, true);
         (*pc).connection = ptr::null_mut();
     }
     if !(*pc).sockaddr.is_null() {
@@ -445,17 +448,95 @@ unsafe extern "C" fn connect_handler(ev: *mut ngx_event_t) {
 }
 
 unsafe fn connect_event(s: &mut Session, ev: *mut ngx_event_t, c: *mut ngx_connection_t) {
-    let more = if (*ev).timedout() != 0 {
-        failed(s, Some("connection timed out"), HTTP_GATEWAY_TIMEOUT)
+    if (*ev).timedout() != 0 {
+        next_upstream(
+            s,
+            HTTPStatus::GATEWAY_TIME_OUT,
+            Some("connection timed out"),
+        );
     } else if let Some(err) = socket_error(c) {
-        failed(s, Some(&os_error(err)), HTTP_BAD_GATEWAY)
+        next_upstream(s, HTTPStatus::BAD_GATEWAY, Some(&os_error(err)));
     } else {
-        target_setup::connected(s);
-        return;
-    };
-    if more {
-        connect(s);
+        connected(s);
     }
+}
+
+/// The TCP connection is up: the PROXY header, TLS, then the relay.
+unsafe fn connected(s: &mut Session) {
+    (*setup::target_conn(s)).data = ptr::from_mut(s).cast();
+    advance(s, Stage::ProxyHeader);
+}
+
+/// Runs the setup steps from `stage` on until one waits or ends the attempt.
+unsafe fn advance(s: &mut Session, from: Stage) {
+    let mut stage = from;
+    loop {
+        let step = match stage {
+            Stage::ProxyHeader if setup::wants_proxy_header(s) => setup::send_proxy_header(s),
+            Stage::ProxyHeader => Step::Ready,
+            Stage::Tls => setup::start_tls(s),
+            Stage::Done => return established(s),
+        };
+        if !settle(s, stage, step) {
+            return;
+        }
+        stage = stage.next();
+    }
+}
+
+/// Acts on how a step ended; true when the next step may run now.
+unsafe fn settle(s: &mut Session, stage: Stage, step: Step) -> bool {
+    match step {
+        Step::Ready => return true,
+        Step::Pending => wait(s, stage),
+        Step::Next { status, why } => next_upstream(s, status, why),
+        Step::Local => {
+            release_peer(s);
+            finalize(s, HTTPStatus::INTERNAL_SERVER_ERROR);
+        }
+    }
+    false
+}
+
+/// A step waits for the target socket: its handler resumes it, and the connect timer,
+/// as in the upstream module, bounds the PROXY header and the handshake too.
+unsafe fn wait(s: &mut Session, stage: Stage) {
+    let t = setup::target_conn(s);
+    match stage {
+        Stage::ProxyHeader => {
+            (*(*t).write).handler = Some(proxy_header_handler);
+            // Target bytes wait for the relay: the event's ready flag keeps them.
+            (*(*t).read).handler = Some(ngx_http_empty_handler);
+        }
+        Stage::Tls => (*(*t).ssl).handler = Some(handshake_handler),
+        Stage::Done => return,
+    }
+    if (*(*t).write).timer_set() == 0 {
+        ngx_add_timer((*t).write, (*s.conf).connect_timeout);
+    }
+}
+
+unsafe extern "C" fn proxy_header_handler(ev: *mut ngx_event_t) {
+    let t = (*ev).data as *mut ngx_connection_t;
+    let s = &mut *((*t).data as *mut Session);
+    let client = (*s.r).connection;
+    if (*ev).timedout() != 0 {
+        let why = Some("timed out sending the PROXY protocol header");
+        next_upstream(s, HTTPStatus::GATEWAY_TIME_OUT, why);
+    } else {
+        advance(s, Stage::ProxyHeader);
+    }
+    ngx_http_run_posted_requests(client);
+}
+
+unsafe extern "C" fn handshake_handler(t: *mut ngx_connection_t) {
+    let s = &mut *((*t).data as *mut Session);
+    let client = (*s.r).connection;
+    let step = setup::handshake_done(s, t);
+    if settle(s, Stage::Tls, step) {
+        advance(s, Stage::Tls.next());
+    }
+    ngx_http_run_posted_requests(client);
 }
 
 /// "(111: Connection refused)", the way nginx shows an errno.
@@ -482,9 +563,17 @@ unsafe fn socket_error(c: *mut ngx_connection_t) -> Option<i32> {
     (err != 0).then_some(err)
 }
 
+/// The one next-server decision (ngx_stream_proxy_next_upstream): the attempt failed
+/// with `status`; the next peer is tried, or the request ends with `status`.
+unsafe fn next_upstream(s: &mut Session, status: HTTPStatus, why: Option<&str>) {
+    if peer_failed(s, status, why) {
+        connect(s);
+    }
+}
+
 /// Logs a failed attempt naming the target (unless nginx did), tells the balancer, and
 /// says whether another peer may be tried; when not, the request has been ended.
-pub(crate) unsafe fn failed(s: &mut Session, why: Option<&str>, status: ngx_int_t) -> bool {
+unsafe fn peer_failed(s: &mut Session, status: HTTPStatus, why: Option<&str>) -> bool {
     let pc = s.peer();
     let log = (*(*s.r).connection).log;
     if let Some(why) = why {
@@ -500,10 +589,10 @@ pub(crate) unsafe fn failed(s: &mut Session, why: Option<&str>, status: ngx_int_
         );
     }
     if let Some(state) = current_state(s) {
-        state.status = status as usize;
+        state.status = status.into();
     }
     if !(*pc).connection.is_null() {
-        target_setup::close((*pc).connection, false);
+        setup::close((*pc).connection, false);
         (*pc).connection = ptr::null_mut();
     }
     if let Some(free) = (*pc).free {
@@ -511,15 +600,15 @@ pub(crate) unsafe fn failed(s: &mut Session, why: Option<&str>, status: ngx_int_
     }
     (*pc).sockaddr = ptr::null_mut();
     if (*pc).tries == 0 {
-        relay::fail(s, status);
+        finalize(s, status);
         return false;
     }
     true
 }
 
-/// Connected, and the PROXY header and TLS handshake done (target_setup): as in the
-/// upstream module, `$upstream_connect_time` includes them.
-pub(crate) unsafe fn established(s: &mut Session) {
+/// Connected, and the PROXY header and TLS handshake done: as in the upstream module,
+/// `$upstream_connect_time` includes them.
+unsafe fn established(s: &mut Session) {
     let c = (*s.peer()).connection;
     if (*(*c).write).timer_set() != 0 {
         ngx_del_timer((*c).write);
@@ -573,8 +662,7 @@ unsafe extern "C" fn check_client_write(r: *mut ngx_http_request_t) {
 /// 499 at once (ngx_http_upstream_check_broken_connection). HTTP/2 and HTTP/3 need no
 /// case here: a WebSocket handshake is HTTP/1.1 only.
 unsafe fn check_client(r: *mut ngx_http_request_t, ev: *mut ngx_event_t) {
-    let Some(s) = (*(*r).ctx.add(ngx_http_websockify_module.ctx_index) as *mut Session).as_mut()
-    else {
+    let Some(s) = session_mut(r) else {
         return;
     };
     let c = (*r).connection;
@@ -658,5 +746,5 @@ unsafe fn client_gone(s: &mut Session) {
         s.resolving = ptr::null_mut();
     }
     release_peer(s);
-    relay::fail(s, HTTP_CLIENT_CLOSED_REQUEST);
+    finalize(s, HTTPStatus::CLIENT_CLOSED_REQUEST);
 }

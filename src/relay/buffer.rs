@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 
-use crate::pages::Block;
+use crate::relay::pages::Block;
 
 /// Spare buffers kept per worker (nginx workers are single-threaded), and their total size.
 const SPARES: usize = 32;

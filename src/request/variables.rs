@@ -5,15 +5,13 @@
 
 use core::ptr;
 
+use ngx::core::Status;
 use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t,
     ngx_pnalloc, ngx_str_t, NGX_HTTP_VAR_NOCACHEABLE,
 };
 
-use crate::relay::{self, Session};
-
-const NGX_OK: ngx_int_t = 0;
-const NGX_ERROR: ngx_int_t = -1;
+use super::session::{self, Session};
 
 type Get = fn(&Session) -> Option<String>;
 
@@ -37,8 +35,11 @@ const VARIABLES: [(&str, Get); 7] = [
     ("websockify_target", |s| s.target_name().map(str::to_owned)),
 ];
 
+/// nginx could not allocate a variable; it has logged why.
+pub struct NoMemory;
+
 /// Preconfiguration: registers the variables.
-pub unsafe extern "C" fn add(cf: *mut ngx_conf_t) -> ngx_int_t {
+pub unsafe fn add(cf: *mut ngx_conf_t) -> Result<(), NoMemory> {
     for (i, (name, _)) in VARIABLES.iter().enumerate() {
         let mut name = ngx_str_t {
             len: name.len(),
@@ -46,12 +47,12 @@ pub unsafe extern "C" fn add(cf: *mut ngx_conf_t) -> ngx_int_t {
         };
         let v = ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as usize);
         if v.is_null() {
-            return NGX_ERROR;
+            return Err(NoMemory);
         }
         (*v).get_handler = Some(get);
         (*v).data = i;
     }
-    NGX_OK
+    Ok(())
 }
 
 unsafe extern "C" fn get(
@@ -59,16 +60,16 @@ unsafe extern "C" fn get(
     v: *mut ngx_http_variable_value_t,
     data: usize,
 ) -> ngx_int_t {
-    let value = relay::session_of(r)
+    let value = session::session_of(r)
         .zip(VARIABLES.get(data))
         .and_then(|(s, (_, get))| get(s));
     let Some(value) = value else {
         (*v).set_not_found(1);
-        return NGX_OK;
+        return Status::NGX_OK.0;
     };
     let p = ngx_pnalloc((*r).pool, value.len()) as *mut u8;
     if p.is_null() {
-        return NGX_ERROR;
+        return Status::NGX_ERROR.0;
     }
     ptr::copy_nonoverlapping(value.as_ptr(), p, value.len());
     (*v).set_len(value.len() as u32);
@@ -76,5 +77,5 @@ unsafe extern "C" fn get(
     (*v).set_no_cacheable(1);
     (*v).set_not_found(0);
     (*v).data = p;
-    NGX_OK
+    Status::NGX_OK.0
 }

@@ -1,7 +1,7 @@
 //! Validation of the client's opening handshake (RFC 6455 section 4.2.1) and the
 //! subprotocol choice. Plain Rust so it is unit-tested without nginx.
 
-use crate::codec::Mode;
+use crate::protocol::codec::Mode;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};

@@ -2,25 +2,31 @@
 //! `websockify_allow_origin`, `websockify_buffer_size`, the three timeouts and
 //! `websockify_ping_interval`; nameless locations (`if`, `limit_except`) inherit the
 //! target, and legal but useless combinations draw an `nginx -t` warning. The target
-//! connection's directives (TLS, PROXY protocol, bind) are in `config_target`.
+//! connection's directives (TLS, PROXY protocol, bind) are in `target`, the argument
+//! helpers in `args`.
+
+pub mod args;
+pub mod target;
 
 use core::ffi::{c_char, c_void};
 use core::{mem, ptr};
 
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_http_conf_ctx_t, ngx_http_core_loc_conf_t, ngx_http_core_module,
-    ngx_http_location_queue_t, ngx_http_script_variables_count, ngx_http_upstream_add,
-    ngx_http_upstream_srv_conf_t, ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_parse_url,
-    ngx_pcalloc, ngx_pool_cleanup_add, ngx_shm_zone_t, ngx_str_t, ngx_url_t, NGX_LOG_EMERG,
-    NGX_LOG_WARN,
+    ngx_http_complex_value_t, ngx_http_core_loc_conf_t, ngx_http_location_queue_t,
+    ngx_http_script_variables_count, ngx_http_upstream_add, ngx_http_upstream_srv_conf_t,
+    ngx_msec_t, ngx_parse_size, ngx_parse_time, ngx_parse_url, ngx_pcalloc, ngx_shm_zone_t,
+    ngx_str_t, ngx_url_t, NGX_LOG_EMERG, NGX_LOG_WARN,
 };
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
-use crate::allow::{Origin, Rule};
-use crate::config_target::{self, UpstreamConf};
-use crate::module::ngx_http_websockify_module;
-use crate::{handler, status_location};
+use crate::protocol::allow::{Origin, Rule};
+use ngx::http::{HttpModule, HttpModuleLocationConf, NgxHttpCoreModule};
+
+use crate::Websockify;
+use args::{arguments, cstr, directive, duplicate, merge, show};
+use target::UpstreamConf;
 
 pub const DEFAULT_PORT: u16 = 5900;
 /// 65535 + 4 + 4, the original module's default: one maximal 16-bit frame and headers.
@@ -34,8 +40,6 @@ const MAX_BUFFER: usize = 16 * 1024 * 1024;
 
 const UNSET_SIZE: usize = usize::MAX;
 const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
-const CONF_OK: *mut c_char = ptr::null_mut();
-const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
 
 /// Where a location relays to.
 pub enum Target {
@@ -95,15 +99,9 @@ pub enum Lifetime {
     Var(ngx_http_complex_value_t),
 }
 
-pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
-    // Allocated by a pool cleanup so that its Vecs are dropped with the configuration.
-    let cln = ngx_pool_cleanup_add((*cf).pool, mem::size_of::<LocConf>());
-    if cln.is_null() {
-        return ptr::null_mut();
-    }
-    let conf = (*cln).data as *mut LocConf;
-    {
-        conf.write(LocConf {
+impl Default for LocConf {
+    fn default() -> Self {
+        LocConf {
             target: ptr::null(),
             pass_at: None,
             allow: Vec::new(),
@@ -117,24 +115,41 @@ pub unsafe extern "C" fn create_loc_conf(cf: *mut ngx_conf_t) -> *mut c_void {
             session_timeout: None,
             status_zone: ptr::null_mut(),
             upstream: UpstreamConf::unset(),
-        });
+        }
     }
-    (*cln).handler = Some(drop_loc_conf);
-    conf.cast()
 }
 
-unsafe extern "C" fn drop_loc_conf(data: *mut c_void) {
-    ptr::drop_in_place(data as *mut LocConf);
+/// A configuration error, already logged with the directive's file and line.
+pub struct Invalid;
+
+impl LocConf {
+    /// The content handler a location needs, if any.
+    pub fn content(&self) -> Option<Content> {
+        if !self.target.is_null() {
+            Some(Content::Session)
+        } else if !self.status_zone.is_null() {
+            Some(Content::Status)
+        } else {
+            None
+        }
+    }
 }
 
-pub unsafe extern "C" fn merge_loc_conf(
-    cf: *mut ngx_conf_t,
-    prev: *mut c_void,
-    conf: *mut c_void,
-) -> *mut c_char {
-    let prev = &mut *(prev as *mut LocConf);
-    let conf = &mut *(conf as *mut LocConf);
-    let clcf = &mut *core_loc_conf(cf);
+/// What a location serves.
+pub enum Content {
+    Session,
+    Status,
+}
+
+/// Merges a location's configuration with its parent's.
+pub unsafe fn merge_loc_conf(
+    cf: &mut ngx_conf_t,
+    prev: &mut LocConf,
+    conf: &mut LocConf,
+) -> Result<(), Invalid> {
+    let Some(clcf) = NgxHttpCoreModule::location_conf(cf) else {
+        return Err(Invalid);
+    };
     let own_allow = !conf.allow.is_empty();
     // Like proxy_pass, the target is not inherited: it belongs to its location. But an
     // `if` or `limit_except` block inside it is a nameless location of its own that keeps
@@ -145,15 +160,6 @@ pub unsafe extern "C" fn merge_loc_conf(
     // The same for a status location.
     if clcf.noname() != 0 && conf.status_zone.is_null() {
         conf.status_zone = prev.status_zone;
-    }
-    // Methods that limit_except restricts use the block's configuration, content handler
-    // included.
-    if clcf.lmt_excpt() != 0 && clcf.handler.is_none() {
-        if !conf.target.is_null() {
-            clcf.handler = Some(handler::handler);
-        } else if !conf.status_zone.is_null() {
-            clcf.handler = Some(status_location::handler);
-        }
     }
     // Lists are inherited whole unless the level has its own, like allow/deny.
     if !own_allow {
@@ -181,8 +187,8 @@ pub unsafe extern "C" fn merge_loc_conf(
         UNSET_MSEC,
         DEFAULT_PING,
     );
-    if !config_target::merge(cf, &mut conf.upstream, &mut prev.upstream) {
-        return CONF_ERROR;
+    if !target::merge(cf, &mut conf.upstream, &mut prev.upstream) {
+        return Err(Invalid);
     }
     if conf.session_timeout.is_none() {
         conf.session_timeout.clone_from(&prev.session_timeout);
@@ -191,12 +197,14 @@ pub unsafe extern "C" fn merge_loc_conf(
     if clcf.noname() == 0 {
         warn_useless(cf, clcf, conf, own_allow);
     }
-    CONF_OK
+    Ok(())
 }
 
-unsafe fn core_loc_conf(cf: *mut ngx_conf_t) -> *mut ngx_http_core_loc_conf_t {
-    let ctx = (*cf).ctx as *mut ngx_http_conf_ctx_t;
-    *(*ctx).loc_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_loc_conf_t
+/// This module's configuration of a location not merged yet. The crate's accessors take a
+/// request or a configuration context, not a core location's own array.
+unsafe fn own_conf(clcf: &ngx_http_core_loc_conf_t) -> Option<&LocConf> {
+    // SAFETY: loc_conf holds one configuration per HTTP module, ours at our ctx_index.
+    unsafe { (*clcf.loc_conf.add(Websockify::module().ctx_index) as *const LocConf).as_ref() }
 }
 
 /// Warnings for a location with a target whose merged configuration is legal but cannot
@@ -263,7 +271,9 @@ unsafe fn allow_used_below(clcf: &ngx_http_core_loc_conf_t) -> bool {
             continue;
         };
         // Not merged yet: a nested location's own directives only.
-        let conf = &*(*child.loc_conf.add(ngx_http_websockify_module.ctx_index) as *const LocConf);
+        let Some(conf) = own_conf(child) else {
+            continue;
+        };
         if !conf.allow.is_empty() {
             continue;
         }
@@ -320,14 +330,13 @@ pub unsafe extern "C" fn set_session_timeout(
     let conf = &mut *(conf as *mut LocConf);
     let (name, mut value) = directive(cf, cmd);
     if conf.session_timeout.is_some() {
-        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
-        return CONF_ERROR;
+        return duplicate(cf, name);
     }
     let lifetime = if value.as_bytes() == b"off" {
         Lifetime::Off
     } else if ngx_http_script_variables_count(&mut value) > 0 {
         let Some(cv) = compile(cf, &mut value) else {
-            return CONF_ERROR;
+            return NGX_CONF_ERROR;
         };
         Lifetime::Var(cv)
     } else {
@@ -340,50 +349,15 @@ pub unsafe extern "C" fn set_session_timeout(
                     "invalid value \"{}\" in \"{name}\" directive, it must be \"off\", a time above 0 or a variable",
                     show(&value)
                 );
-                return CONF_ERROR;
+                return NGX_CONF_ERROR;
             }
         }
     };
     conf.session_timeout = Some(lifetime);
-    CONF_OK
+    NGX_CONF_OK
 }
 
 /// ngx_conf_merge_*_value: the level's own value, else the parent's, else the default.
-pub(crate) fn merge<T: PartialEq + Copy>(cur: &mut T, prev: T, unset: T, default: T) {
-    if *cur == unset {
-        *cur = if prev == unset { default } else { prev };
-    }
-}
-
-/// The directive's name and its arguments.
-unsafe fn arguments(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-) -> (&'static str, &'static [ngx_str_t]) {
-    let args = &*(*cf).args;
-    let all = core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts);
-    let name = core::str::from_utf8((*cmd).name.as_bytes()).unwrap_or("websockify");
-    (name, all.get(1..).unwrap_or_default())
-}
-
-/// The directive's name and its single argument.
-unsafe fn directive(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t) -> (&'static str, ngx_str_t) {
-    let (name, args) = arguments(cf, cmd);
-    (name, args.first().copied().unwrap_or_default())
-}
-
-/// A C string from nginx (an error text), when there is one.
-pub unsafe fn cstr<'a>(p: *const c_char) -> Option<&'a str> {
-    if p.is_null() {
-        return None;
-    }
-    core::ffi::CStr::from_ptr(p).to_str().ok()
-}
-
-fn show(value: &ngx_str_t) -> &str {
-    core::str::from_utf8(value.as_bytes()).unwrap_or("(not UTF-8)")
-}
-
 pub unsafe extern "C" fn set_pass(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
@@ -392,12 +366,11 @@ pub unsafe extern "C" fn set_pass(
     let conf = &mut *(conf as *mut LocConf);
     let (name, mut value) = directive(cf, cmd);
     if !conf.target.is_null() {
-        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
-        return CONF_ERROR;
+        return duplicate(cf, name);
     }
     let target = if ngx_http_script_variables_count(&mut value) > 0 {
         let Some(cv) = compile(cf, &mut value) else {
-            return CONF_ERROR;
+            return NGX_CONF_ERROR;
         };
         Target::Dynamic(cv)
     } else {
@@ -419,24 +392,23 @@ pub unsafe extern "C" fn set_pass(
                 "invalid target \"{}\" in \"{name}\" directive: {why}",
                 show(&value)
             );
-            return CONF_ERROR;
+            return NGX_CONF_ERROR;
         }
         let mut u = url();
         let uscf = ngx_http_upstream_add(cf, &mut u, 0);
         if uscf.is_null() {
-            return CONF_ERROR;
+            return NGX_CONF_ERROR;
         }
         Target::Static(uscf)
     };
     let slot = ngx_pcalloc((*cf).pool, mem::size_of::<Target>()) as *mut Target;
     if slot.is_null() {
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     slot.write(target);
     conf.target = slot;
     conf.pass_at = Pos::here(cf);
-    (*core_loc_conf(cf)).handler = Some(handler::handler);
-    CONF_OK
+    NGX_CONF_OK
 }
 
 pub unsafe extern "C" fn set_size(
@@ -499,13 +471,12 @@ unsafe fn set_value<T: Copy + PartialEq>(
     let (name, mut value) = directive(cf, cmd);
     let field = &mut *((conf as *mut u8).add((*cmd).offset) as *mut T);
     if *field != unset {
-        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
-        return CONF_ERROR;
+        return duplicate(cf, name);
     }
     match parse(&mut value) {
         Some(v) => {
             *field = v;
-            CONF_OK
+            NGX_CONF_OK
         }
         None => {
             ngx_conf_log_error!(
@@ -514,7 +485,7 @@ unsafe fn set_value<T: Copy + PartialEq>(
                 "invalid value \"{}\" in \"{name}\" directive, it must be {must_be}",
                 show(&value)
             );
-            CONF_ERROR
+            NGX_CONF_ERROR
         }
     }
 }
@@ -529,23 +500,23 @@ pub unsafe extern "C" fn set_allow(
     let (name, args) = arguments(cf, cmd);
     let host = args.first().map(show).unwrap_or_default();
     let ports = args.get(1).map(show);
-    match Rule::parse(host, ports) {
+    match Rule::parse(&host, ports.as_deref()) {
         Ok(rule) => {
             if conf.allow.is_empty() {
                 conf.allow_at = Pos::here(cf);
             }
             conf.allow.push(rule);
-            CONF_OK
+            NGX_CONF_OK
         }
         Err(why) => {
-            let all: Vec<&str> = args.iter().map(show).collect();
+            let all: Vec<_> = args.iter().map(show).collect();
             ngx_conf_log_error!(
                 NGX_LOG_EMERG,
                 cf,
                 "invalid value \"{}\" in \"{name}\" directive: {why}",
                 all.join(" ")
             );
-            CONF_ERROR
+            NGX_CONF_ERROR
         }
     }
 }
@@ -559,7 +530,7 @@ pub unsafe extern "C" fn set_allow_origin(
     let conf = &mut *(conf as *mut LocConf);
     let (name, args) = arguments(cf, cmd);
     for arg in args {
-        match Origin::parse(show(arg)) {
+        match Origin::parse(&show(arg)) {
             Ok(origin) => conf.origins.push(origin),
             Err(why) => {
                 ngx_conf_log_error!(
@@ -568,9 +539,9 @@ pub unsafe extern "C" fn set_allow_origin(
                     "invalid value \"{}\" in \"{name}\" directive: {why}",
                     show(arg)
                 );
-                return CONF_ERROR;
+                return NGX_CONF_ERROR;
             }
         }
     }
-    CONF_OK
+    NGX_CONF_OK
 }

@@ -13,19 +13,20 @@ use ngx::ffi::{
     ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module,
     ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_empty_handler,
     ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_log_t, ngx_msec_t,
-    ngx_parse_time, ngx_pcalloc, ngx_peer_connection_t, ngx_pid, ngx_pool_cleanup_add,
-    ngx_resolve_name_done, ngx_resolver_ctx_t, ngx_shm_zone_t, ngx_str_t, ngx_tcp_nodelay,
-    ngx_time, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
+    ngx_parse_time, ngx_pcalloc, ngx_pid, ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_str_t,
+    ngx_tcp_nodelay, ngx_time, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
 };
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
-use super::core::{self, Action, Close, End, Io, Level, Msec, Note, Ready, Relay, Stats};
-use crate::config::{Lifetime, LocConf};
-use crate::handler;
-use crate::handshake::Accept;
-use crate::module::ngx_http_websockify_module;
+use super::session::{attach, session_mut, Session};
+use super::upgrade;
+use crate::conf::{Lifetime, LocConf};
+use crate::protocol::handshake::Accept;
+use crate::relay::core::{self, Action, Close, End, Io, Level, Msec, Note, Ready, Relay};
 use crate::status::{self, Text};
-use crate::zone::{self, Locked, MainConf, Record};
+use crate::zone::{self, Locked};
+use crate::Websockify;
 
 /// How often a worker writes its sessions' counters to the zone and looks for revocations:
 /// the bound on how long a `DELETE` waits for the owning worker.
@@ -35,109 +36,28 @@ const NGX_OK: ngx_int_t = 0;
 const NGX_ERROR: isize = -1;
 const NGX_AGAIN: isize = -2;
 
-pub struct Session {
-    pub r: *mut ngx_http_request_t,
-    pub conf: *const LocConf,
-    /// A per-request host name being resolved, and the port that goes with it.
-    pub resolving: *mut ngx_resolver_ctx_t,
-    pub port: u16,
+/// The session of a new request, freed with the request's pool.
+pub unsafe fn create(
+    r: *mut ngx_http_request_t,
+    conf: &LocConf,
     accept: Accept,
-    /// Exists once the target is connected and the 101 produced.
-    relay: Option<Relay>,
-    /// The relay's one deadline.
-    timer: ngx_event_t,
-    /// `<worker pid>-<connection number>`: unique in the nginx instance.
-    id: Option<String>,
-    target_name: Option<String>,
-    /// This session's record in the `websockify_zone` (null: no zone, or it was full).
-    zone: *mut ngx_shm_zone_t,
-    record: *mut Record,
-}
-
-impl Session {
-    pub unsafe fn create(
-        r: *mut ngx_http_request_t,
-        conf: &LocConf,
-        accept: Accept,
-    ) -> Option<*mut Session> {
-        let cln = ngx_pool_cleanup_add((*r).pool, mem::size_of::<Session>());
-        if cln.is_null() {
-            return None;
-        }
-        let s = (*cln).data as *mut Session;
-        s.write(Session {
-            r,
-            conf,
-            resolving: ptr::null_mut(),
-            port: 0,
-            accept,
-            relay: None,
-            timer: mem::zeroed(),
-            id: None,
-            target_name: None,
-            zone: ptr::null_mut(),
-            record: ptr::null_mut(),
-        });
-        (*cln).handler = Some(cleanup);
-        // Runs before the access log line is written, unlike the pool cleanup.
-        let ending = ngx_http_cleanup_add(r, 0);
-        if ending.is_null() {
-            return None;
-        }
-        (*ending).handler = Some(session_ending);
-        (*ending).data = s.cast::<c_void>();
-        *(*r).ctx.add(ngx_http_websockify_module.ctx_index) = s.cast::<c_void>();
-        Some(s)
+) -> Option<*mut Session> {
+    let cln = ngx_pool_cleanup_add((*r).pool, mem::size_of::<Session>());
+    if cln.is_null() {
+        return None;
     }
-
-    /// The peer connection: the request's upstream holds it, for the balancers.
-    pub unsafe fn peer(&self) -> *mut ngx_peer_connection_t {
-        &mut (*(*self.r).upstream).peer
+    let s = (*cln).data as *mut Session;
+    s.write(Session::new(r, conf, accept));
+    (*cln).handler = Some(cleanup);
+    // Runs before the access log line is written, unlike the pool cleanup.
+    let ending = ngx_http_cleanup_add(r, 0);
+    if ending.is_null() {
+        return None;
     }
-
-    unsafe fn target(&self) -> *mut ngx_connection_t {
-        (*self.peer()).connection
-    }
-
-    unsafe fn client(&self) -> *mut ngx_connection_t {
-        (*self.r).connection
-    }
-
-    unsafe fn log(&self) -> *mut ngx_log_t {
-        (*self.client()).log
-    }
-
-    fn conf(&self) -> &LocConf {
-        // SAFETY: location configuration lives as long as the cycle.
-        unsafe { &*self.conf }
-    }
-
-    pub fn id(&self) -> Option<&str> {
-        self.id.as_deref()
-    }
-
-    pub fn target_name(&self) -> Option<&str> {
-        self.target_name.as_deref()
-    }
-
-    pub fn stats(&self) -> Option<Stats> {
-        self.relay.as_ref().map(Relay::stats)
-    }
-
-    pub fn end(&self) -> Option<End> {
-        self.relay.as_ref().and_then(Relay::end)
-    }
-}
-
-/// The session of a request, if it has one (for variables).
-pub unsafe fn session_of<'a>(r: *mut ngx_http_request_t) -> Option<&'a Session> {
-    let main = (*r).main;
-    (*(*main).ctx.add(ngx_http_websockify_module.ctx_index) as *const Session).as_ref()
-}
-
-/// Connect failed for good: the client gets `status` (502 or 504).
-pub unsafe fn fail(s: &mut Session, status: ngx_int_t) {
-    ngx_http_finalize_request(s.r, status);
+    (*ending).handler = Some(session_ending);
+    (*ending).data = s.cast::<c_void>();
+    attach(r, s);
+    Some(s)
 }
 
 /// The target is connected: answer 101 and start relaying.
@@ -150,7 +70,7 @@ pub unsafe fn start(s: &mut Session) {
         end_request(s, HTTP_INTERNAL_SERVER_ERROR);
         return;
     };
-    if handler::switch_protocols(r, &s.accept).is_err() {
+    if upgrade::switch_protocols(r, &s.accept).is_err() {
         end_request(s, NGX_ERROR as ngx_int_t);
         return;
     }
@@ -171,9 +91,7 @@ pub unsafe fn start(s: &mut Session) {
         (*hin).pos = (*hin).last;
     }
     s.relay = Some(relay);
-    let clcf =
-        *(*r).loc_conf.add(ngx_http_core_module.ctx_index) as *const ngx_http_core_loc_conf_t;
-    if (*clcf).tcp_nodelay != 0 {
+    if NgxHttpCoreModule::location_conf(&*r).is_some_and(|clcf| clcf.tcp_nodelay != 0) {
         ngx_tcp_nodelay(c);
         ngx_tcp_nodelay(t);
     }
@@ -228,8 +146,10 @@ unsafe fn lifetime(s: &Session) -> Result<Option<Msec>, ()> {
 /// Records the session in the `websockify_zone`, if there is one, and in this worker's
 /// list that the sync timer walks.
 unsafe fn track(s: &mut Session) {
-    let mcf = *(*s.r).main_conf.add(ngx_http_websockify_module.ctx_index) as *const MainConf;
-    let Some(zone) = mcf.as_ref().map(|m| m.zone).filter(|z| !z.is_null()) else {
+    let Some(zone) = Websockify::main_conf(&*s.r)
+        .map(|m| m.zone)
+        .filter(|z| !z.is_null())
+    else {
         return;
     };
     let c = s.client();
@@ -329,8 +249,7 @@ unsafe fn header_queued(r: *mut ngx_http_request_t) -> bool {
 }
 
 unsafe extern "C" fn client_handler(r: *mut ngx_http_request_t) {
-    let s = *(*r).ctx.add(ngx_http_websockify_module.ctx_index) as *mut Session;
-    if let Some(s) = s.as_mut() {
+    if let Some(s) = session_mut(r) {
         run(s);
     }
 }
@@ -343,7 +262,9 @@ unsafe extern "C" fn target_handler(ev: *mut ngx_event_t) {
 unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
     let c = (*ev).data as *mut ngx_connection_t;
     let r = (*c).data as *mut ngx_http_request_t;
-    run_from_event(*(*r).ctx.add(ngx_http_websockify_module.ctx_index) as *mut Session);
+    if let Some(s) = session_mut(r) {
+        run_from_event(s);
+    }
 }
 
 /// From an event that is not the client's: ending the request may only post it
@@ -511,7 +432,7 @@ unsafe fn close_target(s: &mut Session) {
     let pc = &mut u.peer;
     if !pc.connection.is_null() {
         // TLS to the target ends with a close_notify alert, as the upstream module's.
-        crate::target_setup::close(pc.connection, true);
+        super::setup::close(pc.connection, true);
         pc.connection = ptr::null_mut();
         if let Some(free) = pc.free {
             free(pc, pc.data, 0);

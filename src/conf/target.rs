@@ -6,6 +6,7 @@
 use core::ffi::{c_char, c_void};
 use core::{mem, ptr};
 
+use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_flag_t, ngx_http_complex_value_t, ngx_http_upstream_local_t,
     ngx_pcalloc, ngx_pool_cleanup_add, ngx_ssl_certificate, ngx_ssl_ciphers, ngx_ssl_cleanup_ctx,
@@ -15,11 +16,8 @@ use ngx::ffi::{
 };
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
-use crate::config::merge as merge_value;
+use super::args::{arguments, duplicate, merge as merge_value, show};
 
-const NGX_OK: isize = 0;
-const CONF_OK: *mut c_char = ptr::null_mut();
-const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
 const UNSET: ngx_flag_t = -1;
 const UNSET_UINT: ngx_uint_t = ngx_uint_t::MAX;
 const UNSET_PTR: *mut c_void = usize::MAX as *mut c_void;
@@ -166,7 +164,7 @@ unsafe fn set_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf) -> bool {
     if !(*ssl).ctx.is_null() {
         return true;
     }
-    if ngx_ssl_create(ssl, conf.ssl_protocols, ptr::null_mut()) != NGX_OK {
+    if ngx_ssl_create(ssl, conf.ssl_protocols, ptr::null_mut()) != Status::NGX_OK.0 {
         return false;
     }
     let cln = ngx_pool_cleanup_add((*cf).pool, 0);
@@ -176,7 +174,7 @@ unsafe fn set_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf) -> bool {
     }
     (*cln).handler = Some(ngx_ssl_cleanup_ctx);
     (*cln).data = ssl.cast();
-    if ngx_ssl_ciphers(cf, ssl, &mut conf.ssl_ciphers, 0) != NGX_OK {
+    if ngx_ssl_ciphers(cf, ssl, &mut conf.ssl_ciphers, 0) != Status::NGX_OK.0 {
         return false;
     }
     if let Some(cert) = conf.ssl_certificate.as_mut().filter(|c| c.value.len > 0) {
@@ -193,7 +191,7 @@ unsafe fn set_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf) -> bool {
         if cert.lengths.is_null()
             && key.lengths.is_null()
             && ngx_ssl_certificate(cf, ssl, &mut cert.value, &mut key.value, ptr::null_mut())
-                != NGX_OK
+                != Status::NGX_OK.0
         {
             return false;
         }
@@ -212,12 +210,12 @@ unsafe fn set_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf) -> bool {
             ssl,
             &mut conf.ssl_trusted_certificate,
             conf.ssl_verify_depth as isize,
-        ) != NGX_OK
+        ) != Status::NGX_OK.0
         {
             return false;
         }
     }
-    ngx_ssl_client_session_cache(cf, ssl, conf.ssl_session_reuse as ngx_uint_t) == NGX_OK
+    ngx_ssl_client_session_cache(cf, ssl, conf.ssl_session_reuse as ngx_uint_t) == Status::NGX_OK.0
 }
 
 /// ngx_conf_merge_str_value: unset strings have a NULL data pointer.
@@ -249,28 +247,19 @@ fn literal(s: &'static core::ffi::CStr) -> ngx_str_t {
     }
 }
 
-unsafe fn arguments<'a>(cf: *mut ngx_conf_t) -> &'a [ngx_str_t] {
-    let args = &*(*cf).args;
-    let all = core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts);
-    all.get(1..).unwrap_or_default()
-}
-
-fn show(value: &ngx_str_t) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(value.as_bytes())
-}
-
 /// `websockify_ssl_protocols NAME ...;` as ngx_conf_set_bitmask_slot parses it.
 pub unsafe extern "C" fn set_protocols(
     cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
+    cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let conf = &mut *(conf as *mut crate::config::LocConf);
-    let mask = &mut conf.upstream.ssl_protocols;
+    let conf = &mut *(conf.byte_add((*cmd).offset) as *mut UpstreamConf);
+    let (_, args) = arguments(cf, cmd);
+    let mask = &mut conf.ssl_protocols;
     if *mask == 0 {
         *mask = NGX_CONF_BITMASK_SET as ngx_uint_t;
     }
-    for arg in arguments(cf) {
+    for arg in args {
         match PROTOCOLS
             .iter()
             .find(|(name, _)| name.as_bytes() == arg.as_bytes())
@@ -278,11 +267,11 @@ pub unsafe extern "C" fn set_protocols(
             Some(&(_, bit)) => *mask |= bit as ngx_uint_t,
             None => {
                 ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid value \"{}\"", show(arg));
-                return CONF_ERROR;
+                return NGX_CONF_ERROR;
             }
         }
     }
-    CONF_OK
+    NGX_CONF_OK
 }
 
 /// `websockify_proxy_protocol on | off | v2;`
@@ -291,14 +280,13 @@ pub unsafe extern "C" fn set_proxy_protocol(
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let conf = &mut *(conf as *mut crate::config::LocConf);
-    let name = show(&(*cmd).name);
-    let value = arguments(cf).first().copied().unwrap_or_default();
-    if conf.upstream.proxy_protocol.is_some() {
-        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
-        return CONF_ERROR;
+    let conf = &mut *(conf.byte_add((*cmd).offset) as *mut UpstreamConf);
+    let (name, args) = arguments(cf, cmd);
+    let value = args.first().copied().unwrap_or_default();
+    if conf.proxy_protocol.is_some() {
+        return duplicate(cf, name);
     }
-    conf.upstream.proxy_protocol = Some(match value.as_bytes() {
+    conf.proxy_protocol = Some(match value.as_bytes() {
         b"on" => ProxyProtocol::V1,
         b"v2" => ProxyProtocol::V2,
         b"off" => ProxyProtocol::Off,
@@ -309,8 +297,8 @@ pub unsafe extern "C" fn set_proxy_protocol(
                 "invalid value \"{}\" in \"{name}\" directive, it must be \"on\", \"off\" or \"v2\"",
                 show(&value)
             );
-            return CONF_ERROR;
+            return NGX_CONF_ERROR;
         }
     });
-    CONF_OK
+    NGX_CONF_OK
 }

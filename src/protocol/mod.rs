@@ -1,0 +1,8 @@
+//! The wire formats, as plain Rust: WebSocket frames (`codec`), the opening handshake
+//! (`handshake`), allow-lists for targets and origins (`allow`) and the PROXY protocol
+//! header (`proxy_protocol`). No nginx types; unit-tested and fuzzed.
+
+pub mod allow;
+pub mod codec;
+pub mod handshake;
+pub mod proxy_protocol;

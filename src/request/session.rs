@@ -1,0 +1,115 @@
+//! The state one request's session keeps across events: the request, its configuration,
+//! the relay once it runs, and its record in the zone.
+
+use core::{mem, ptr};
+
+use ngx::ffi::{
+    ngx_connection_t, ngx_event_t, ngx_http_request_t, ngx_log_t, ngx_peer_connection_t,
+    ngx_resolver_ctx_t, ngx_shm_zone_t,
+};
+
+use ngx::http::{HttpModule, Request};
+
+use crate::conf::LocConf;
+use crate::protocol::handshake::Accept;
+use crate::relay::core::{End, Relay, Stats};
+use crate::zone::Record;
+use crate::Websockify;
+
+pub struct Session {
+    pub r: *mut ngx_http_request_t,
+    pub conf: *const LocConf,
+    /// A per-request host name being resolved, and the port that goes with it.
+    pub resolving: *mut ngx_resolver_ctx_t,
+    pub port: u16,
+    pub accept: Accept,
+    /// Exists once the target is connected and the 101 produced.
+    pub relay: Option<Relay>,
+    /// The relay's one deadline.
+    pub timer: ngx_event_t,
+    /// `<worker pid>-<connection number>`: unique in the nginx instance.
+    pub id: Option<String>,
+    pub target_name: Option<String>,
+    /// This session's record in the `websockify_zone` (null: no zone, or it was full).
+    pub zone: *mut ngx_shm_zone_t,
+    pub record: *mut Record,
+}
+
+impl Session {
+    pub fn new(r: *mut ngx_http_request_t, conf: &LocConf, accept: Accept) -> Session {
+        Session {
+            r,
+            conf,
+            resolving: ptr::null_mut(),
+            port: 0,
+            accept,
+            relay: None,
+            // SAFETY: an all-zero ngx_event_t is nginx's idle event (ngx_pcalloc'd).
+            timer: unsafe { mem::zeroed() },
+            id: None,
+            target_name: None,
+            zone: ptr::null_mut(),
+            record: ptr::null_mut(),
+        }
+    }
+
+    /// The peer connection: the request's upstream holds it, for the balancers.
+    pub unsafe fn peer(&self) -> *mut ngx_peer_connection_t {
+        &mut (*(*self.r).upstream).peer
+    }
+
+    pub unsafe fn target(&self) -> *mut ngx_connection_t {
+        (*self.peer()).connection
+    }
+
+    pub unsafe fn client(&self) -> *mut ngx_connection_t {
+        (*self.r).connection
+    }
+
+    pub unsafe fn log(&self) -> *mut ngx_log_t {
+        (*self.client()).log
+    }
+
+    pub fn conf(&self) -> &LocConf {
+        // SAFETY: location configuration lives as long as the cycle.
+        unsafe { &*self.conf }
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    pub fn target_name(&self) -> Option<&str> {
+        self.target_name.as_deref()
+    }
+
+    pub fn stats(&self) -> Option<Stats> {
+        self.relay.as_ref().map(Relay::stats)
+    }
+
+    pub fn end(&self) -> Option<End> {
+        self.relay.as_ref().and_then(Relay::end)
+    }
+}
+
+/// The session of a request, if it has one (variables are read in subrequests too).
+pub unsafe fn session_of<'a>(r: *mut ngx_http_request_t) -> Option<&'a Session> {
+    // SAFETY: the caller passes a live request; its main request's ctx slot holds a
+    // Session or null.
+    let main = unsafe { Request::from_ngx_http_request((*r).main) };
+    main.get_module_ctx::<Session>(Websockify::module())
+}
+
+/// The session the request's event handlers work on. The crate's `get_module_ctx` gives a
+/// shared reference only; an event handler is the one user of the session at that moment.
+pub unsafe fn session_mut<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut Session> {
+    // SAFETY: as in session_of; nginx runs one handler at a time per worker.
+    unsafe { (*(*r).ctx.add(Websockify::module().ctx_index) as *mut Session).as_mut() }
+}
+
+/// Makes `s` the request's session, found again by session_of and session_mut.
+pub unsafe fn attach(r: *mut ngx_http_request_t, s: *mut Session) {
+    // SAFETY: the caller passes a live request and a session that lives as long as it.
+    let r = unsafe { Request::from_ngx_http_request(r) };
+    r.set_module_ctx(s.cast(), Websockify::module());
+}
