@@ -234,12 +234,15 @@ impl Locked {
         s.revoke
     }
 
-    /// The session ended: its record goes, the totals count it.
+    /// The session ended: the totals count it, its record (null: it had none, the zone
+    /// was full) goes.
     pub fn remove(&mut self, rec: *mut Record, cause: Cause, stats: Stats) {
         self.sh()
             .totals
             .closed(cause, stats.from_client, stats.to_client);
-        self.free(rec);
+        if !rec.is_null() {
+            self.free(rec);
+        }
     }
 
     fn free(&mut self, rec: *mut Record) {

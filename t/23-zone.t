@@ -23,6 +23,13 @@ sub master_pid {
     return $pid;
 }
 
+sub closed_total {
+    my $s = shift;
+    my $n = 0;
+    $n += $_ for values %{ $s->{closed} // {} };
+    return $n;
+}
+
 __DATA__
 
 === TEST 1: a full zone: every session still works, the extra ones are counted, one warning
@@ -109,3 +116,36 @@ $_->send(ws_close_frame(1000)) for @old;
 $_->read_until_opcode(8, 5) for @old;
 ok wait_until(sub { main::status()->{active} == 2 }, 5), "$T: ended old sessions leave the zone";
 is main::status()->{accepted}, 5, "$T: the counters went on across the reload";
+
+=== TEST 4: sessions the full zone could not list count as closed, and their bytes, when they end
+--- http_config
+    websockify_zone small 32k;
+--- config
+    location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
+    location /status { websockify_status zone=small; }
+--- error_log
+websockify: zone "small" is full, sessions work but are not listed
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my @c = map { ws_connect() } 1 .. 120;
+my ($from, $to) = (0, 0);
+for my $i (0 .. $#c) {
+    $c[$i]->read_data(12, 5);
+    $c[$i]->send(ws_frame(payload => "s$i"));
+    $c[$i]->read_data(length("s$i"), 5);
+    $from += length "s$i";
+    $to += 12 + length "s$i";
+}
+my $j = main::status();
+cmp_ok $j->{untracked}, '>=', 1, "$T: the zone overflowed ($j->{untracked} unlisted)";
+$_->send(ws_close_frame(1000)) for @c;
+$_->read_until_opcode(8, 5) for @c;
+$_->close for @c;
+ok wait_until(sub { main::closed_total(main::status()) >= 120 }, 10), "$T: every session counted closed";
+$j = main::status();
+is $j->{active}, 0, "$T: none listed";
+is $j->{accepted}, main::closed_total($j) + $j->{active}, "$T: accepted = closed + active";
+is $j->{closed}{client}, 120, "$T: closed by the client, listed or not";
+is $j->{bytes_from_client}, $from, "$T: bytes from clients of every session";
+is $j->{bytes_to_client}, $to, "$T: bytes to clients of every session";
+

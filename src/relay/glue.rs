@@ -49,7 +49,8 @@ pub struct Session {
     /// `<worker pid>-<connection number>`: unique in the nginx instance.
     id: Option<String>,
     target_name: Option<String>,
-    /// This session's record in the `websockify_zone` (null: no zone, or it was full).
+    /// The `websockify_zone` that counted this session (null: none, or it ended), and
+    /// its record there (null: the zone was full).
     zone: *mut ngx_shm_zone_t,
     record: *mut Record,
 }
@@ -535,9 +536,10 @@ unsafe extern "C" fn session_ending(data: *mut c_void) {
     untrack(s);
 }
 
-/// Takes the session out of the zone, counted by how it ended.
+/// Takes the session out of the zone, counted by how it ended: listed or not (the zone
+/// was full), so that accepted = closed + active once sessions end.
 unsafe fn untrack(s: &mut Session) {
-    if s.record.is_null() {
+    if s.zone.is_null() {
         return;
     }
     let me = ptr::from_mut(s);
@@ -547,6 +549,7 @@ unsafe fn untrack(s: &mut Session) {
     if let Some(mut zone) = Locked::new(s.zone) {
         zone.remove(s.record, cause, stats);
     }
+    s.zone = ptr::null_mut();
     s.record = ptr::null_mut();
 }
 
