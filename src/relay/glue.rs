@@ -239,6 +239,7 @@ unsafe fn track(s: &mut Session) {
     let view = status::Session {
         id: Text::new(s.id().unwrap_or_default().as_bytes()),
         pid: i64::from(ngx_pid),
+        owner_start: zone::own_start(),
         client: Text::new((*c).addr_text.as_bytes()),
         target: Text::new(s.target_name().unwrap_or_default().as_bytes()),
         location: Text::new((*clcf).name.as_bytes()),
