@@ -43,6 +43,9 @@ impl<const N: usize> Text<N> {
 pub struct Session {
     pub id: Text<32>,
     pub pid: i64,
+    /// When the owning worker's process started (Linux's `/proc` start time; 0: unknown):
+    /// with `pid`, it names the worker, so a process that reuses the pid is not the owner.
+    pub owner_start: u64,
     pub client: Text<48>,
     pub target: Text<96>,
     pub location: Text<64>,
@@ -63,6 +66,8 @@ pub struct Totals {
     /// Sessions that worked but found the zone full.
     pub untracked: u64,
     pub closed: [u64; Cause::ALL.len()],
+    /// Sessions of a worker that died (their records were swept).
+    pub worker_exit: u64,
     /// Payload bytes of sessions that ended.
     pub from_client: u64,
     pub to_client: u64,
@@ -76,6 +81,72 @@ impl Totals {
         self.from_client += from_client;
         self.to_client += to_client;
     }
+
+    /// A dead worker's session, with the bytes its record last had: live bytes become
+    /// ended bytes, so the byte counters never go down.
+    pub fn worker_exited(&mut self, from_client: u64, to_client: u64) {
+        self.worker_exit += 1;
+        self.from_client += from_client;
+        self.to_client += to_client;
+    }
+
+    /// Ended sessions by cause: the relay's causes, then `worker_exit`.
+    fn by_cause(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Cause::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), self.closed.get(i).copied().unwrap_or_default()))
+            .chain([("worker_exit", self.worker_exit)])
+    }
+}
+
+/// What is known about the process that has a record's pid now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// No such process.
+    Gone,
+    /// A process has this pid; its start time, when it could be read.
+    Running(Option<u64>),
+}
+
+/// Whether a record's owning worker still runs: a process has its pid and, when both start
+/// times are known, started when the worker did (otherwise the pid was reused). Unsure
+/// means alive: freeing a live worker's record would let it write into freed memory.
+pub fn owner_alive(owner_start: u64, probe: Probe) -> bool {
+    match probe {
+        Probe::Gone => false,
+        Probe::Running(Some(start)) if owner_start != 0 => start == owner_start,
+        Probe::Running(_) => true,
+    }
+}
+
+/// For each record's owner (pid, start time), whether it still runs; each pid is probed
+/// once (the zone's lock is held meanwhile).
+pub fn owners_alive(owners: &[(i64, u64)], mut probe: impl FnMut(i64) -> Probe) -> Vec<bool> {
+    let mut seen: Vec<(i64, Probe)> = Vec::new();
+    owners
+        .iter()
+        .map(|&(pid, start)| {
+            let p = match seen.iter().find(|(q, _)| *q == pid) {
+                Some(&(_, p)) => p,
+                None => {
+                    let p = probe(pid);
+                    seen.push((pid, p));
+                    p
+                }
+            };
+            owner_alive(start, p)
+        })
+        .collect()
+}
+
+/// The start time (field 22, clock ticks since boot) in a `/proc/<pid>/stat` line. Field 2,
+/// the command name, is in parentheses and may hold spaces and parentheses itself: fields
+/// are counted from the last `)`.
+pub fn proc_start_time(stat: &[u8]) -> Option<u64> {
+    let at = stat.iter().rposition(|&b| b == b')')?;
+    let rest = core::str::from_utf8(stat.get(at + 1..)?).ok()?;
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
 pub struct Snapshot {
@@ -156,14 +227,8 @@ impl Snapshot {
             t.accepted,
             t.untracked
         );
-        for (i, cause) in Cause::ALL.iter().enumerate() {
-            let n = t.closed.get(i).copied().unwrap_or_default();
-            let _ = write!(
-                out,
-                "{}\"{}\":{n}",
-                if i > 0 { "," } else { "" },
-                cause.as_str()
-            );
+        for (i, (cause, n)) in t.by_cause().enumerate() {
+            let _ = write!(out, "{}\"{cause}\":{n}", if i > 0 { "," } else { "" });
         }
         let _ = writeln!(
             out,
@@ -229,12 +294,10 @@ impl Snapshot {
             "counter",
             "Sessions that ended, by cause.",
         );
-        for (i, cause) in Cause::ALL.iter().enumerate() {
-            let n = t.closed.get(i).copied().unwrap_or_default();
+        for (cause, n) in t.by_cause() {
             let _ = writeln!(
                 out,
-                "websockify_sessions_closed_total{{cause=\"{}\"}} {n}",
-                cause.as_str()
+                "websockify_sessions_closed_total{{cause=\"{cause}\"}} {n}"
             );
         }
         metric(
@@ -317,6 +380,7 @@ mod tests {
         Session {
             id: Text::new(id.as_bytes()),
             pid: 42,
+            owner_start: 0,
             client: Text::new(b"127.0.0.1"),
             target: Text::new(target.as_bytes()),
             location: Text::new(b"/websockify"),
@@ -336,6 +400,7 @@ mod tests {
         };
         totals.closed(Cause::Client, 10, 20);
         totals.closed(Cause::Revoked, 1, 2);
+        totals.worker_exited(4, 8);
         Snapshot {
             sessions: vec![
                 session("42-7", "127.0.0.1:5901", 100, 200),
@@ -355,9 +420,12 @@ mod tests {
             j.contains("],\"active\":3,\"accepted\":5,\"untracked\":1,\"closed\":{\"client\":1,"),
             "{j}"
         );
-        assert!(j.contains("\"revoked\":1,\"internal\":0}"), "{j}");
         assert!(
-            j.ends_with(",\"bytes_from_client\":112,\"bytes_to_client\":229}\n"),
+            j.contains("\"revoked\":1,\"internal\":0,\"worker_exit\":1}"),
+            "{j}"
+        );
+        assert!(
+            j.ends_with(",\"bytes_from_client\":116,\"bytes_to_client\":237}\n"),
             "{j}"
         );
     }
@@ -384,7 +452,7 @@ mod tests {
             r#""bytes_from_client":7,"bytes_to_client":8,"frames_from_client":3}],"#,
             r#""active":1,"accepted":0,"untracked":0,"closed":{"client":0,"target_eof":0,"#,
             r#""target_error":0,"idle":0,"send_timeout":0,"protocol_error":0,"shutdown":0,"#,
-            r#""lifetime":0,"revoked":0,"internal":0},"bytes_from_client":7,"#,
+            r#""lifetime":0,"revoked":0,"internal":0,"worker_exit":0},"bytes_from_client":7,"#,
             r#""bytes_to_client":8}"#,
             "\n"
         );
@@ -401,8 +469,9 @@ mod tests {
             "websockify_sessions_accepted_total 5",
             "websockify_sessions_closed_total{cause=\"client\"} 1",
             "websockify_sessions_closed_total{cause=\"idle\"} 0",
+            "websockify_sessions_closed_total{cause=\"worker_exit\"} 1",
             "websockify_sessions_untracked_total 1",
-            "websockify_payload_bytes_total{direction=\"from_client\"} 112",
+            "websockify_payload_bytes_total{direction=\"from_client\"} 116",
             "websockify_live_payload_bytes{target=\"127.0.0.1:5901\",direction=\"to_client\"} 202",
         ] {
             assert!(p.lines().any(|l| l == line), "missing {line:?} in\n{p}");
@@ -499,6 +568,50 @@ mod tests {
         assert_eq!(session_id(b"/status/sessions/../x"), None);
         assert_eq!(session_id(b"/status/sessions/1/x"), None);
         assert_eq!(session_id(b"/status"), None);
+    }
+
+    /// A worker that died is told apart from a process that got its pid afterwards by its
+    /// start time; when a start time is unknown, only the pid counts.
+    #[test]
+    fn owner_alive_needs_the_pid_and_the_start_time() {
+        assert!(owner_alive(500, Probe::Running(Some(500))));
+        assert!(!owner_alive(500, Probe::Running(Some(900))), "pid reused");
+        assert!(!owner_alive(500, Probe::Gone));
+        assert!(owner_alive(500, Probe::Running(None)), "unreadable: kept");
+        assert!(
+            owner_alive(0, Probe::Running(Some(900))),
+            "recorded without /proc"
+        );
+        assert!(!owner_alive(0, Probe::Gone));
+    }
+
+    /// Records of the dead worker 7 go, and those of worker 7's old lifetime under a reused
+    /// pid 9; each pid is probed once.
+    #[test]
+    fn owners_alive_probes_each_pid_once() {
+        let mut probed = Vec::new();
+        let owners = [(7, 100), (8, 200), (7, 100), (9, 300), (9, 50), (8, 200)];
+        let alive = owners_alive(&owners, |pid| {
+            probed.push(pid);
+            match pid {
+                7 => Probe::Gone,
+                9 => Probe::Running(Some(300)),
+                _ => Probe::Running(Some(200)),
+            }
+        });
+        assert_eq!(alive, [false, true, false, true, false, true]);
+        assert_eq!(probed, [7, 8, 9]);
+    }
+
+    #[test]
+    fn proc_start_time_counts_fields_after_the_command_name() {
+        let line = b"4242 (nginx: worker) S 4241 4241 4241 0 -1 4194624 183 0 0 0 0 0 0 0 \
+                     20 0 1 0 8812345 12345678 2048 18446744073709551615 1 1 0 0 0 0 0\n";
+        assert_eq!(proc_start_time(line), Some(8_812_345));
+        let odd = b"1 (a) b (c) S 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 77 0 0\n";
+        assert_eq!(proc_start_time(odd), Some(77));
+        assert_eq!(proc_start_time(b"1 (x) S 0 1"), None);
+        assert_eq!(proc_start_time(b"garbage"), None);
     }
 
     #[test]

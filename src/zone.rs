@@ -19,7 +19,7 @@ use ngx::{ngx_conf_log_error, ngx_log_error};
 use ngx::http::HttpModule;
 
 use crate::relay::core::{Cause, Stats};
-use crate::status::{Session, Snapshot, Totals};
+use crate::status::{self, Probe, Session, Snapshot, Totals};
 use crate::Websockify;
 
 const NGX_OK: ngx_int_t = 0;
@@ -239,12 +239,15 @@ impl Locked {
         s.revoke
     }
 
-    /// The session ended: its record goes, the totals count it.
+    /// The session ended: the totals count it, its record (null: it had none, the zone
+    /// was full) goes.
     pub fn remove(&mut self, rec: *mut Record, cause: Cause, stats: Stats) {
         self.sh()
             .totals
             .closed(cause, stats.from_client, stats.to_client);
-        self.free(rec);
+        if !rec.is_null() {
+            self.free(rec);
+        }
     }
 
     fn free(&mut self, rec: *mut Record) {
@@ -263,7 +266,7 @@ impl Locked {
         let found = self.records().into_iter().find(|&rec| {
             // SAFETY: records of this zone, locked.
             let s = unsafe { &(*rec).session };
-            s.id.as_str().as_bytes() == id && alive(s.pid)
+            s.id.as_str().as_bytes() == id && status::owner_alive(s.owner_start, probe(s.pid))
         });
         if let Some(rec) = found {
             // SAFETY: as above.
@@ -272,26 +275,23 @@ impl Locked {
         found.is_some()
     }
 
-    /// A copy of every record and the totals, after dropping records of workers that are
-    /// gone (a crashed worker never removed its own).
+    /// A copy of every record and the totals, after sweeping records of workers that are
+    /// gone (a crashed worker never removed its own): counted closed, `worker_exit`.
     pub fn snapshot(&mut self) -> Snapshot {
-        let mut sessions = Vec::new();
-        // One liveness check per worker, not per record, while the lock is held.
-        let mut pids: Vec<(i64, bool)> = Vec::new();
-        for rec in self.records() {
-            // SAFETY: records of this zone, locked.
-            let s = unsafe { (*rec).session };
-            let live = match pids.iter().find(|(p, _)| *p == s.pid) {
-                Some(&(_, live)) => live,
-                None => {
-                    let live = alive(s.pid);
-                    pids.push((s.pid, live));
-                    live
-                }
-            };
+        let records = self.records();
+        // SAFETY: records of this zone, locked.
+        let copies: Vec<Session> = records
+            .iter()
+            .map(|&rec| unsafe { (*rec).session })
+            .collect();
+        let owners: Vec<(i64, u64)> = copies.iter().map(|s| (s.pid, s.owner_start)).collect();
+        let alive = status::owners_alive(&owners, probe);
+        let mut sessions = Vec::with_capacity(copies.len());
+        for ((rec, s), live) in records.into_iter().zip(copies).zip(alive) {
             if live {
                 sessions.push(s);
             } else {
+                self.sh().totals.worker_exited(s.from_client, s.to_client);
                 self.free(rec);
             }
         }
@@ -309,15 +309,46 @@ impl Drop for Locked {
     }
 }
 
-fn alive(pid: i64) -> bool {
+/// What runs under a record's pid now.
+fn probe(pid: i64) -> Probe {
     extern "C" {
         fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: this worker's own pid, set at its start.
+    if pid == i64::from(unsafe { ngx_pid }) {
+        return Probe::Running(Some(own_start()).filter(|&t| t != 0));
     }
     // SAFETY: signal 0 only checks that the process exists.
     let gone = unsafe { kill(pid as i32, 0) } == -1
         && std::io::Error::last_os_error().raw_os_error() == Some(3); // ESRCH
-                                                                      // SAFETY: this worker's own pid, set at its start.
-    pid == i64::from(unsafe { ngx_pid }) || !gone
+    if gone {
+        return Probe::Gone;
+    }
+    Probe::Running(start_time(pid))
+}
+
+/// When process `pid` started, from Linux's `/proc`; None elsewhere or when unreadable.
+fn start_time(pid: i64) -> Option<u64> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    status::proc_start_time(&stat)
+}
+
+/// This worker's start time, for its records (0: unknown, the pid alone names it). Read
+/// once per pid: a value cached before the fork would be the master's.
+pub fn own_start() -> u64 {
+    thread_local! {
+        static OWN: core::cell::Cell<Option<(i64, u64)>> = const { core::cell::Cell::new(None) };
+    }
+    // SAFETY: this worker's own pid, set at its start.
+    let pid = i64::from(unsafe { ngx_pid });
+    if let Some((p, start)) = OWN.with(|o| o.get()) {
+        if p == pid {
+            return start;
+        }
+    }
+    let start = start_time(pid).unwrap_or_default();
+    OWN.with(|o| o.set(Some((pid, start))));
+    start
 }
 
 /// Logs that the zone is full, at most once a minute per worker.

@@ -23,6 +23,13 @@ sub master_pid {
     return $pid;
 }
 
+sub closed_total {
+    my $s = shift;
+    my $n = 0;
+    $n += $_ for values %{ $s->{closed} // {} };
+    return $n;
+}
+
 __DATA__
 
 === TEST 1: a full zone: every session still works, the extra ones are counted, one warning
@@ -109,3 +116,71 @@ $_->send(ws_close_frame(1000)) for @old;
 $_->read_until_opcode(8, 5) for @old;
 ok wait_until(sub { main::status()->{active} == 2 }, 5), "$T: ended old sessions leave the zone";
 is main::status()->{accepted}, 5, "$T: the counters went on across the reload";
+
+=== TEST 4: sessions the full zone could not list count as closed, and their bytes, when they end
+--- http_config
+    websockify_zone small 32k;
+--- config
+    location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
+    location /status { websockify_status zone=small; }
+--- error_log
+websockify: zone "small" is full, sessions work but are not listed
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my @c = map { ws_connect() } 1 .. 120;
+my ($from, $to) = (0, 0);
+for my $i (0 .. $#c) {
+    $c[$i]->read_data(12, 5);
+    $c[$i]->send(ws_frame(payload => "s$i"));
+    $c[$i]->read_data(length("s$i"), 5);
+    $from += length "s$i";
+    $to += 12 + length "s$i";
+}
+my $j = main::status();
+cmp_ok $j->{untracked}, '>=', 1, "$T: the zone overflowed ($j->{untracked} unlisted)";
+$_->send(ws_close_frame(1000)) for @c;
+$_->read_until_opcode(8, 5) for @c;
+$_->close for @c;
+ok wait_until(sub { main::closed_total(main::status()) >= 120 }, 10), "$T: every session counted closed";
+$j = main::status();
+is $j->{active}, 0, "$T: none listed";
+is $j->{accepted}, main::closed_total($j) + $j->{active}, "$T: accepted = closed + active";
+is $j->{closed}{client}, 120, "$T: closed by the client, listed or not";
+is $j->{bytes_from_client}, $from, "$T: bytes from clients of every session";
+is $j->{bytes_to_client}, $to, "$T: bytes to clients of every session";
+
+=== TEST 5: a worker killed with live sessions: they count as closed worker_exit, the byte totals do not go down
+--- http_config
+    websockify_zone z 1m;
+--- config
+    location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
+    location /status { websockify_status zone=z; }
+--- error_log
+[alert]
+exited on signal 9
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my @c = map { ws_connect() } 1 .. 6;
+for my $c (@c) {
+    $c->read_data(12, 5);
+    $c->send(ws_frame(payload => 'abcd'));
+    $c->read_data(4, 5);
+}
+# The owners write their sessions' bytes to the zone every 500 ms.
+ok wait_until(sub { main::status()->{bytes_from_client} == 24 }, 5), "$T: bytes written to the zone";
+my $before = main::status();
+is $before->{bytes_to_client}, 6 * 16, "$T: bytes to clients";
+my $victim = $before->{sessions}[0]{pid};
+my $n = grep { $_->{pid} == $victim } @{ $before->{sessions} };
+kill 'KILL', $victim;
+ok wait_until(sub { !kill(0, $victim) }, 5), "$T: worker $victim is gone";
+ok wait_until(sub { (main::status()->{closed}{worker_exit} // 0) == $n }, 5),
+    "$T: its $n sessions counted closed, cause worker_exit";
+my $j = main::status();
+is $j->{active}, 6 - $n, "$T: the other worker's sessions stay";
+is $j->{accepted}, main::closed_total($j) + $j->{active}, "$T: accepted = closed + active";
+is $j->{bytes_from_client}, $before->{bytes_from_client}, "$T: bytes from clients did not go down";
+is $j->{bytes_to_client}, $before->{bytes_to_client}, "$T: bytes to clients did not go down";
+my $p = http_raw("GET /status?format=prometheus HTTP/1.0\r\nHost: x\r\n\r\n")->{body} // '';
+like $p, qr/^websockify_sessions_closed_total\{cause="worker_exit"\} $n$/m, "$T: in the metrics";
+like $p, qr/^websockify_payload_bytes_total\{direction="from_client"\} 24$/m, "$T: payload counter kept";

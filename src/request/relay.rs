@@ -158,6 +158,7 @@ unsafe fn track(s: &mut Session) {
     let view = status::Session {
         id: Text::new(s.id().unwrap_or_default().as_bytes()),
         pid: i64::from(ngx_pid),
+        owner_start: zone::own_start(),
         client: Text::new((*c).addr_text.as_bytes()),
         target: Text::new(s.target_name().unwrap_or_default().as_bytes()),
         location: Text::new((*clcf).name.as_bytes()),
@@ -456,9 +457,10 @@ unsafe extern "C" fn session_ending(data: *mut c_void) {
     untrack(s);
 }
 
-/// Takes the session out of the zone, counted by how it ended.
+/// Takes the session out of the zone, counted by how it ended: listed or not (the zone
+/// was full), so that accepted = closed + active once sessions end.
 unsafe fn untrack(s: &mut Session) {
-    if s.record.is_null() {
+    if s.zone.is_null() {
         return;
     }
     let me = ptr::from_mut(s);
@@ -468,6 +470,7 @@ unsafe fn untrack(s: &mut Session) {
     if let Some(mut zone) = Locked::new(s.zone) {
         zone.remove(s.record, cause, stats);
     }
+    s.zone = ptr::null_mut();
     s.record = ptr::null_mut();
 }
 

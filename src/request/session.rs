@@ -30,7 +30,8 @@ pub struct Session {
     /// `<worker pid>-<connection number>`: unique in the nginx instance.
     pub id: Option<String>,
     pub target_name: Option<String>,
-    /// This session's record in the `websockify_zone` (null: no zone, or it was full).
+    /// The `websockify_zone` that counted this session (null: none, or it ended), and
+    /// its record there (null: the zone was full).
     pub zone: *mut ngx_shm_zone_t,
     pub record: *mut Record,
 }
