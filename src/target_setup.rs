@@ -14,15 +14,16 @@ use ngx::ffi::{
     ngx_http_empty_handler, ngx_http_request_t, ngx_http_run_posted_requests, ngx_inet_addr,
     ngx_int_t, ngx_palloc, ngx_parse_addr_port, ngx_pnalloc, ngx_proxy_protocol_write,
     ngx_ssl_check_host, ngx_ssl_connection_certificate, ngx_ssl_create_connection, ngx_ssl_error,
-    ngx_ssl_handshake, ngx_ssl_shutdown, ngx_str_t, ngx_tcp_nodelay, SSL_ctrl,
-    SSL_get_verify_result, TLSEXT_NAMETYPE_host_name, X509_verify_cert_error_string, NGX_LOG_ERR,
-    NGX_SSL_BUFFER, NGX_SSL_CLIENT, SSL_CTRL_SET_TLSEXT_HOSTNAME, X509_V_OK,
+    ngx_ssl_handshake, ngx_ssl_shutdown, ngx_str_t, ngx_tcp_nodelay, SSL_SESSION_get0_id_context,
+    SSL_ctrl, SSL_get_session, SSL_get_verify_result, SSL_set_session, TLSEXT_NAMETYPE_host_name,
+    X509_verify_cert_error_string, NGX_LOG_ERR, NGX_SSL_BUFFER, NGX_SSL_CLIENT,
+    SSL_CTRL_SET_TLSEXT_HOSTNAME, X509_V_OK,
 };
 use ngx::ngx_log_error;
 
 use crate::allow::Peer;
 use crate::config::cstr;
-use crate::config_target::{ProxyProtocol, UpstreamConf};
+use crate::config_target::{ProxyProtocol, TargetSsl, UpstreamConf};
 use crate::proxy_protocol;
 use crate::relay::{self, Session};
 use crate::target::{self, HTTP_BAD_GATEWAY, HTTP_GATEWAY_TIMEOUT, HTTP_INTERNAL_SERVER_ERROR};
@@ -200,7 +201,11 @@ unsafe fn start_tls(s: &mut Session) {
     if (*t).pool.is_null() {
         (*t).pool = (*r).pool;
     }
-    if ngx_ssl_create_connection(conf.ssl, t, (NGX_SSL_BUFFER | NGX_SSL_CLIENT) as usize) != NGX_OK
+    if ngx_ssl_create_connection(
+        &mut (*conf.ssl).ssl,
+        t,
+        (NGX_SSL_BUFFER | NGX_SSL_CLIENT) as usize,
+    ) != NGX_OK
     {
         return local_failure(s);
     }
@@ -221,7 +226,7 @@ unsafe fn start_tls(s: &mut Session) {
     if conf.ssl_session_reuse != 0 {
         (*(*t).ssl).save_session = Some(save_session);
         if let Some(set) = (*pc).set_session {
-            if set(pc, (*pc).data) != NGX_OK {
+            if set(pc, (*pc).data) != NGX_OK || drop_foreign_session(t, &*conf.ssl).is_err() {
                 return local_failure(s);
             }
         }
@@ -391,6 +396,33 @@ unsafe fn certificate(
     #[cfg(not(ngx_ssl_cache))]
     let rc = ngx_ssl_connection_certificate(t, (*r).pool, &mut cert, &mut key, ptr::null_mut());
     if rc != NGX_OK {
+        return Err(());
+    }
+    Ok(())
+}
+
+/// The balancer's peer is shared by every location that names the target, each with its
+/// own TLS context: a session it saved under another one was verified with another trust
+/// (its verify result would become this connection's), so it goes for a full handshake.
+/// nginx's proxy module shares peers alike and resumes such sessions.
+unsafe fn drop_foreign_session(t: *mut ngx_connection_t, ssl: &TargetSsl) -> Result<(), ()> {
+    let conn = (*(*t).ssl).connection;
+    let session = SSL_get_session(conn);
+    if session.is_null() {
+        return Ok(());
+    }
+    let mut len = 0;
+    let id = SSL_SESSION_get0_id_context(session, &mut len);
+    if !id.is_null() && core::slice::from_raw_parts(id, len as usize) == ssl.session_context {
+        return Ok(());
+    }
+    if SSL_set_session(conn, ptr::null_mut()) != 1 {
+        ngx_ssl_error(
+            NGX_LOG_ERR as usize,
+            (*t).log,
+            0,
+            c"SSL_set_session() failed".as_ptr() as *mut _,
+        );
         return Err(());
     }
     Ok(())
