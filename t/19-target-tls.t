@@ -527,3 +527,83 @@ qr/\[emerg\] .*invalid value "TLSv9"/
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*invalid value "yes" in "websockify_ssl" directive, it must be "on" or "off"/
+
+
+
+=== TEST 21: a saved session is resumed only under the TLS settings that verified it
+Two locations that name one address share its implicit upstream, so its peer and the
+session that peer saved; an explicit group shared by two locations does the same. /b and
+/gb trust a CA that did not sign the target's certificate; /a12 and /b12 do the same with
+TLS 1.2 (session ids, not tickets).
+--- http_config
+    upstream vnc_shared { server 127.0.0.1:$TEST_NGINX_RAND_PORT_2; }
+--- config
+    location /a {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_ssl on;
+        websockify_ssl_verify on;
+        websockify_ssl_name vnc.test;
+        websockify_ssl_trusted_certificate $TEST_NGINX_PKI_CA;
+    }
+    location /b {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_ssl on;
+        websockify_ssl_verify on;
+        websockify_ssl_name vnc.test;
+        websockify_ssl_trusted_certificate $TEST_NGINX_PKI_OTHER_CA;
+    }
+    location /ga {
+        websockify_pass vnc_shared;
+        websockify_ssl on;
+        websockify_ssl_verify on;
+        websockify_ssl_name vnc.test;
+        websockify_ssl_trusted_certificate $TEST_NGINX_PKI_CA;
+    }
+    location /gb {
+        websockify_pass vnc_shared;
+        websockify_ssl on;
+        websockify_ssl_verify on;
+        websockify_ssl_name vnc.test;
+        websockify_ssl_trusted_certificate $TEST_NGINX_PKI_OTHER_CA;
+    }
+    location /a12 {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_3;
+        websockify_ssl on;
+        websockify_ssl_protocols TLSv1.2;
+        websockify_ssl_verify on;
+        websockify_ssl_name vnc.test;
+        websockify_ssl_trusted_certificate $TEST_NGINX_PKI_CA;
+    }
+    location /b12 {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_3;
+        websockify_ssl on;
+        websockify_ssl_protocols TLSv1.2;
+        websockify_ssl_verify on;
+        websockify_ssl_name vnc.test;
+        websockify_ssl_trusted_certificate $TEST_NGINX_PKI_OTHER_CA;
+    }
+--- ws_test
+for ([1, '/a', '/b'], [2, '/ga', '/gb'], [3, '/a12', '/b12']) {
+    my ($n, $good, $bad) = @$_;
+    my $t = tls_target($n, 'server');
+    for my $i (1 .. 2) {
+        my $c = ws_connect(path => $good);
+        is $c->{status}, 101, "$T: $good $i: 101";
+        # The banner comes after TLS 1.3's session tickets: nginx has them then.
+        is $c->read_data(12, 5), "RFB 003.008\n", "$T: $good $i: banner";
+        $c->close;
+        ok $t->wait_eof(3, $i), "$T: $good $i: closed";
+    }
+    is $t->tls(2)->{reused}, 1, "$T: $good: its own session resumed";
+    my $c = ws_connect(path => $bad);
+    is $c->{status}, 502, "$T: $bad after $good: 502";
+    is $t->tls(3)->{reused}, 0, "$T: $bad: a full handshake";
+    my $port = rand_port($n);
+    my @lines = grep { /\[error\]/ && /127\.0\.0\.1:$port\b/ } split /\n/, error_log_text();
+    is scalar(@lines), 1, "$T: $bad: one error line" or diag explain \@lines;
+    like $lines[0], qr/websockify: target "127\.0\.0\.1:$port" SSL certificate verify error: \((?:20|21):/,
+        "$T: $bad: the verification error";
+    $c = ws_connect(path => $good);
+    is $c->{status}, 101, "$T: $good after $bad: 101";
+    $c->close;
+}

@@ -12,7 +12,8 @@ use ngx::ffi::{
     ngx_pcalloc, ngx_pool_cleanup_add, ngx_ssl_certificate, ngx_ssl_ciphers, ngx_ssl_cleanup_ctx,
     ngx_ssl_client_session_cache, ngx_ssl_create, ngx_ssl_t, ngx_ssl_trusted_certificate,
     ngx_str_t, ngx_uint_t, NGX_SSL_SSLv2, NGX_SSL_SSLv3, NGX_SSL_TLSv1, NGX_SSL_TLSv1_1,
-    NGX_SSL_TLSv1_2, NGX_SSL_TLSv1_3, NGX_CONF_BITMASK_SET, NGX_LOG_EMERG,
+    NGX_SSL_TLSv1_2, NGX_SSL_TLSv1_3, RAND_bytes, SSL_CTX_set_session_id_context,
+    NGX_CONF_BITMASK_SET, NGX_LOG_EMERG,
 };
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
@@ -42,12 +43,23 @@ pub enum ProxyProtocol {
     V2,
 }
 
+/// A client TLS context and the id (the `sid_ctx`) that every session made under it
+/// carries: the peer that keeps a saved session is shared by every location naming the
+/// same target, so a session verified under one context must not be resumed under another
+/// (target_setup::drop_foreign_session). Random: sessions in an upstream zone outlive a reload,
+/// and an address could come back for another context.
+#[repr(C)]
+pub struct TargetSsl {
+    pub ssl: ngx_ssl_t,
+    pub session_context: [u8; 16],
+}
+
 /// How the module talks to its target, as `ngx_http_upstream_conf_t` holds it for
 /// proxy_pass. Raw nginx types: nginx's own slots fill most fields.
 pub struct UpstreamConf {
     pub ssl_enable: ngx_flag_t,
     /// Shared by levels whose TLS settings are all inherited (ngx_stream_proxy_merge_ssl).
-    pub ssl: *mut ngx_ssl_t,
+    pub ssl: *mut TargetSsl,
     pub ssl_protocols: ngx_uint_t,
     pub ssl_ciphers: ngx_str_t,
     pub ssl_name: *mut ngx_http_complex_value_t,
@@ -147,11 +159,11 @@ unsafe fn merge_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf, prev: &mut Ups
         conf.ssl = prev.ssl;
         return true;
     }
-    conf.ssl = ngx_pcalloc((*cf).pool, mem::size_of::<ngx_ssl_t>()).cast();
-    let Some(ssl) = conf.ssl.as_mut() else {
+    conf.ssl = ngx_pcalloc((*cf).pool, mem::size_of::<TargetSsl>()).cast();
+    let Some(target_ssl) = conf.ssl.as_mut() else {
         return false;
     };
-    ssl.log = (*cf).log;
+    target_ssl.ssl.log = (*cf).log;
     if preserve {
         prev.ssl = conf.ssl;
     }
@@ -160,7 +172,8 @@ unsafe fn merge_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf, prev: &mut Ups
 
 /// ngx_stream_proxy_set_ssl: the client context, made once per distinct configuration.
 unsafe fn set_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf) -> bool {
-    let ssl = conf.ssl;
+    let target_ssl = &mut *conf.ssl;
+    let ssl: *mut ngx_ssl_t = &mut target_ssl.ssl;
     if !(*ssl).ctx.is_null() {
         return true;
     }
@@ -214,6 +227,17 @@ unsafe fn set_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf) -> bool {
         {
             return false;
         }
+    }
+    let id = &mut target_ssl.session_context;
+    if RAND_bytes(id.as_mut_ptr(), id.len() as _) != 1
+        || SSL_CTX_set_session_id_context((*ssl).ctx, id.as_ptr(), id.len() as _) != 1
+    {
+        ngx_log_error!(
+            NGX_LOG_EMERG,
+            (*cf).log,
+            "websockify: cannot set the TLS session id context for the target"
+        );
+        return false;
     }
     ngx_ssl_client_session_cache(cf, ssl, conf.ssl_session_reuse as ngx_uint_t) == Status::NGX_OK.0
 }

@@ -13,9 +13,10 @@ use ngx::ffi::{
     ngx_http_complex_value, ngx_http_request_t, ngx_inet_addr, ngx_int_t, ngx_palloc,
     ngx_parse_addr_port, ngx_pnalloc, ngx_proxy_protocol_write, ngx_ssl_check_host,
     ngx_ssl_connection_certificate, ngx_ssl_create_connection, ngx_ssl_error, ngx_ssl_handshake,
-    ngx_ssl_shutdown, ngx_str_t, ngx_tcp_nodelay, SSL_ctrl, SSL_get_verify_result,
-    TLSEXT_NAMETYPE_host_name, X509_verify_cert_error_string, NGX_LOG_ERR, NGX_SSL_BUFFER,
-    NGX_SSL_CLIENT, SSL_CTRL_SET_TLSEXT_HOSTNAME, X509_V_OK,
+    ngx_ssl_shutdown, ngx_str_t, ngx_tcp_nodelay, SSL_SESSION_get0_id_context, SSL_ctrl,
+    SSL_get_session, SSL_get_verify_result, SSL_set_session, TLSEXT_NAMETYPE_host_name,
+    X509_verify_cert_error_string, NGX_LOG_ERR, NGX_SSL_BUFFER, NGX_SSL_CLIENT,
+    SSL_CTRL_SET_TLSEXT_HOSTNAME, X509_V_OK,
 };
 use ngx::http::{HTTPStatus, HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
@@ -23,7 +24,7 @@ use ngx::ngx_log_error;
 use super::addr::peer_of;
 use super::session::Session;
 use crate::conf::args::cstr;
-use crate::conf::target::{ProxyProtocol, UpstreamConf};
+use crate::conf::target::{ProxyProtocol, TargetSsl, UpstreamConf};
 use crate::protocol::allow::Peer;
 use crate::protocol::proxy_protocol;
 
@@ -201,7 +202,11 @@ pub unsafe fn start_tls(s: &mut Session) -> Step {
     if (*t).pool.is_null() {
         (*t).pool = (*r).pool;
     }
-    if ngx_ssl_create_connection(conf.ssl, t, (NGX_SSL_BUFFER | NGX_SSL_CLIENT) as usize) != NGX_OK
+    if ngx_ssl_create_connection(
+        &mut (*conf.ssl).ssl,
+        t,
+        (NGX_SSL_BUFFER | NGX_SSL_CLIENT) as usize,
+    ) != NGX_OK
     {
         return Step::Local;
     }
@@ -222,7 +227,7 @@ pub unsafe fn start_tls(s: &mut Session) -> Step {
     if conf.ssl_session_reuse != 0 {
         (*(*t).ssl).save_session = Some(save_session);
         if let Some(set) = (*pc).set_session {
-            if set(pc, (*pc).data) != NGX_OK {
+            if set(pc, (*pc).data) != NGX_OK || drop_foreign_session(t, &*conf.ssl).is_err() {
                 return Step::Local;
             }
         }
@@ -384,6 +389,33 @@ unsafe fn certificate(
     let rc = ngx_ssl_connection_certificate(t, (*r).pool, &mut cert, &mut key, ptr::null_mut());
     if rc != NGX_OK {
         return Err(Local);
+    }
+    Ok(())
+}
+
+/// The balancer's peer is shared by every location that names the target, each with its
+/// own TLS context: a session it saved under another one was verified with another trust
+/// (its verify result would become this connection's), so it goes for a full handshake.
+/// nginx's proxy module shares peers alike and resumes such sessions.
+unsafe fn drop_foreign_session(t: *mut ngx_connection_t, ssl: &TargetSsl) -> Result<(), ()> {
+    let conn = (*(*t).ssl).connection;
+    let session = SSL_get_session(conn);
+    if session.is_null() {
+        return Ok(());
+    }
+    let mut len = 0;
+    let id = SSL_SESSION_get0_id_context(session, &mut len);
+    if !id.is_null() && core::slice::from_raw_parts(id, len as usize) == ssl.session_context {
+        return Ok(());
+    }
+    if SSL_set_session(conn, ptr::null_mut()) != 1 {
+        ngx_ssl_error(
+            NGX_LOG_ERR as usize,
+            (*t).log,
+            0,
+            c"SSL_set_session() failed".as_ptr() as *mut _,
+        );
+        return Err(());
     }
     Ok(())
 }

@@ -5,7 +5,8 @@ package WsTls;
 #
 #   ca, ca_key             the trusted root ("websockify test CA")
 #   server, server_key     vnc.test (subjectAltName DNS:vnc.test), signed by the root
-#   wrong_ca               vnc.test, signed by another root nobody trusts
+#   other_ca               another root, which signed only wrong_ca
+#   wrong_ca               vnc.test, signed by other_ca, which nobody trusts by default
 #   wrong_name             other.test, signed by the root
 #   expired                vnc.test, signed by the root, expired a day ago
 #   chain                  vnc.test signed by a second intermediate CA, then both
@@ -89,7 +90,7 @@ sub make_pki {
     $leaf->('client2', 'second-client', 'client_ca', 2, $client_ext, 'client2');
     my %f = (key => "$d/server.key", server_key => "$d/server.key", ca_key => "$d/ca.key",
         client_key => "$d/client.key", client2_key => "$d/client2.key");
-    $f{$_} = "$d/$_.pem" for qw(ca server wrong_ca wrong_name expired chain client_ca client client2);
+    $f{$_} = "$d/$_.pem" for qw(ca other_ca server wrong_ca wrong_name expired chain client_ca client client2);
     $ENV{"TEST_NGINX_PKI_" . uc $_} = $f{$_} for keys %f;
     return \%f;
 }
