@@ -24,9 +24,9 @@ use ngx::{ngx_conf_log_error, ngx_log_error};
 use crate::protocol::allow::{Origin, Rule};
 use ngx::http::{HttpModule, HttpModuleLocationConf, NgxHttpCoreModule};
 
+use self::target::UpstreamConf;
 use crate::Websockify;
 use args::{arguments, cstr, directive, duplicate, merge, show};
-use target::UpstreamConf;
 
 pub const DEFAULT_PORT: u16 = 5900;
 /// 65535 + 4 + 4, the original module's default: one maximal 16-bit frame and headers.
