@@ -445,8 +445,15 @@ unsafe extern "C" fn connect_handler(ev: *mut ngx_event_t) {
 }
 
 unsafe fn connect_event(s: &mut Session, ev: *mut ngx_event_t, c: *mut ngx_connection_t) {
+    if (*c).close() != 0 {
+        return shutting_down(s);
+    }
     let more = if (*ev).timedout() != 0 {
         failed(s, Some("connection timed out"), HTTP_GATEWAY_TIMEOUT)
+    } else if (*(*c).write).ready() == 0 {
+        // connect() completes (or fails) with a write event; a read event may come first
+        // in the same round (epoll), or alone from nginx itself.
+        return;
     } else if let Some(err) = socket_error(c) {
         failed(s, Some(&os_error(err)), HTTP_BAD_GATEWAY)
     } else {
@@ -456,6 +463,26 @@ unsafe fn connect_event(s: &mut Session, ev: *mut ngx_event_t, c: *mut ngx_conne
     if more {
         connect(s);
     }
+}
+
+/// A worker's graceful shutdown outlasted `worker_shutdown_timeout`: nginx calls every
+/// connection's read handler with `c->close` set (ngx_shutdown_timer_handler). The
+/// connect is abandoned, its peer not blamed, and the client connection closed without
+/// a response, as a request of the upstream module ends then.
+unsafe fn shutting_down(s: &mut Session) {
+    let log = (*(*s.r).connection).log;
+    let name = (*s.peer())
+        .name
+        .as_ref()
+        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+        .unwrap_or_default();
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        log,
+        "websockify: the worker is shutting down: connect to target \"{name}\" abandoned"
+    );
+    release_peer(s);
+    relay::fail(s, NGX_ERROR);
 }
 
 /// "(111: Connection refused)", the way nginx shows an errno.

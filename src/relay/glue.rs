@@ -135,7 +135,8 @@ pub unsafe fn session_of<'a>(r: *mut ngx_http_request_t) -> Option<&'a Session> 
     (*(*main).ctx.add(ngx_http_websockify_module.ctx_index) as *const Session).as_ref()
 }
 
-/// Connect failed for good: the client gets `status` (502 or 504).
+/// The request ends before a session: the client gets `status` (502, 504, ...), or with
+/// NGX_ERROR its connection closes without a response.
 pub unsafe fn fail(s: &mut Session, status: ngx_int_t) {
     ngx_http_finalize_request(s.r, status);
 }
