@@ -239,3 +239,56 @@ SKIP: {
         is $c->read_data(12, 5), "RFB 003.008\n", "$T: $path: the server on port 5900";
     }
 }
+
+
+
+=== TEST 8: worker_shutdown_timeout while the target's connect is pending: no 101, no session
+When a graceful shutdown outlasts worker_shutdown_timeout, nginx calls the read handler
+of every connection with c->close set (ngx_shutdown_timer_handler), in the order of its
+connection array; a connect still pending has no SO_ERROR yet, but it is no connected
+target. An idle connection that closes first frees a slot below the client's for the
+target's connection, so that its handler runs first (else the client's ends the request
+and closes it). SIGQUIT goes to the worker: the master then starts a new one.
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_VALGRIND} ? 'no master process under valgrind: the shutdown would stop nginx' : undef
+--- main_config
+    load_module $TEST_NGINX_WEBSOCKIFY_SO;
+    worker_shutdown_timeout 1s;
+--- http_config
+    log_format shut '$request_uri|$status|$upstream_addr|$websockify_session_id';
+    websockify_zone z 1m;
+--- config
+    access_log logs/ws.log shut;
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_connect_timeout 8s;
+    }
+    location /status { websockify_status zone=z; }
+--- ws_test
+my $port = rand_port(1);
+my $t = mock_target(port => $port, backlog => 1, no_accept => 1);
+my $fill = fill_backlog($port);
+my @workers = nginx_worker_pids();
+is scalar(@workers), 1, "$T: one worker";
+my $idle = WsTest::_connect_sock();
+sleep 0.2;
+my $c = WsTest::Client->new(WsTest::_connect_sock());
+sleep 0.2;
+close $idle;
+sleep 0.2;
+$c->send(ws_request());
+sleep 0.5;
+kill 'QUIT', $workers[0];
+ok $c->wait_eof(8), "$T: the client connection closed";
+unlike $c->{buf}, qr{^HTTP/1\.1 101}, "$T: no 101";
+is $c->{buf}, '', "$T: closed without a response";
+ok wait_until(sub { access_log_text('ws.log') =~ m{^/ws}m }, 5), "$T: access log line written";
+like access_log_text('ws.log'), qr{^/ws\|000\|127\.0\.0\.1:$port\|-$}m,
+    "$T: logged without a status or a session id";
+my $r = http_raw("GET /status HTTP/1.0\r\nHost: x\r\n\r\n");
+my $j = eval { require JSON::PP; JSON::PP::decode_json($r->{body} // '') } // {};
+is $j->{accepted}, 0, "$T: no session in the zone" or diag $r->{body};
+is error_log_count(log_line('info',
+    "websockify: the worker is shutting down: connect to target \"127.0.0.1:$port\" abandoned")), 1,
+    "$T: one info line";
+--- no_error_log
+[error]

@@ -448,13 +448,22 @@ unsafe extern "C" fn connect_handler(ev: *mut ngx_event_t) {
 }
 
 unsafe fn connect_event(s: &mut Session, ev: *mut ngx_event_t, c: *mut ngx_connection_t) {
+    if (*c).close() != 0 {
+        return shutting_down(s);
+    }
     if (*ev).timedout() != 0 {
-        next_upstream(
+        return next_upstream(
             s,
             HTTPStatus::GATEWAY_TIME_OUT,
             Some("connection timed out"),
         );
-    } else if let Some(err) = socket_error(c) {
+    }
+    // connect() completes (or fails) with a write event; a read event may come first in
+    // the same round (epoll), or alone from nginx itself.
+    if (*(*c).write).ready() == 0 {
+        return;
+    }
+    if let Some(err) = socket_error(c) {
         next_upstream(s, HTTPStatus::BAD_GATEWAY, Some(&os_error(err)));
     } else {
         connected(s);
@@ -537,6 +546,27 @@ unsafe extern "C" fn handshake_handler(t: *mut ngx_connection_t) {
         advance(s, Stage::Tls.next());
     }
     ngx_http_run_posted_requests(client);
+}
+
+/// A worker's graceful shutdown outlasted `worker_shutdown_timeout`: nginx calls every
+/// connection's read handler with `c->close` set (ngx_shutdown_timer_handler). The
+/// connect is abandoned, its peer not blamed, and the client connection closed without
+/// a response, as a request of the upstream module ends then.
+unsafe fn shutting_down(s: &mut Session) {
+    let log = (*(*s.r).connection).log;
+    let name = (*s.peer())
+        .name
+        .as_ref()
+        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+        .unwrap_or_default();
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        log,
+        "websockify: the worker is shutting down: connect to target \"{name}\" abandoned"
+    );
+    release_peer(s);
+    // No response: the client connection closes, as an upstream request ends then.
+    ngx_http_finalize_request(s.r, Status::NGX_ERROR.into());
 }
 
 /// "(111: Connection refused)", the way nginx shows an errno.
