@@ -479,6 +479,38 @@ mod tests {
         assert!(p.ends_with('\n'));
     }
 
+    /// Not a check: `scripts/bench` runs it (`--ignored --nocapture`) to print how long
+    /// a worker spends rendering a full zone, one desktop per session, Prometheus
+    /// against JSON of the same sessions (the linear reference).
+    #[test]
+    #[ignore]
+    fn bench_scrape() {
+        for n in [10_000usize, 30_000] {
+            let sessions = (0..n)
+                .map(|i| {
+                    let target = format!("10.{}.{}.{}:5900", i >> 16, (i >> 8) & 255, i & 255);
+                    session(&format!("4242-{i}"), &target, i as u64, 2 * i as u64)
+                })
+                .collect();
+            let snap = Snapshot {
+                sessions,
+                totals: Totals::default(),
+            };
+            let ms = |format: Format| {
+                let start = std::time::Instant::now();
+                let bytes: usize = (0..5).map(|_| snap.render(format).len()).sum();
+                (start.elapsed().as_secs_f64() * 1000.0 / 5.0, bytes / 5)
+            };
+            let (json, json_len) = ms(Format::Json);
+            let (prom, prom_len) = ms(Format::Prometheus);
+            println!(
+                "scrape: {n} sessions on {n} targets: prometheus {prom:.1} ms ({prom_len} bytes), \
+                 json {json:.1} ms ({json_len} bytes), prometheus/json {:.2}",
+                prom / json
+            );
+        }
+    }
+
     /// Many targets, each with sessions scattered among the others': one line per target
     /// with the sums of its sessions, targets in byte order (so "B" before "a", "a:10"
     /// before "a:9").
