@@ -8,6 +8,7 @@
 use core::ffi::{c_char, c_void};
 use core::{mem, ptr};
 
+use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_int_t, ngx_log_t, ngx_parse_size, ngx_pid, ngx_queue_t,
     ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc,
@@ -22,10 +23,6 @@ use crate::relay::core::{Cause, Stats};
 use crate::status::{self, Probe, Session, Snapshot, Totals};
 use crate::Websockify;
 
-const NGX_OK: ngx_int_t = 0;
-const NGX_ERROR: ngx_int_t = -1;
-const CONF_OK: *mut c_char = ptr::null_mut();
-const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
 /// A full zone is reported at most this often per worker.
 const FULL_WARNING_EVERY: i64 = 60;
 
@@ -71,7 +68,7 @@ pub unsafe extern "C" fn set_zone(
     let args = &*(*cf).args;
     let args = core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts);
     let (Some(name), Some(size)) = (args.get(1), args.get(2)) else {
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     };
     if !conf.zone.is_null() {
         ngx_conf_log_error!(
@@ -79,12 +76,12 @@ pub unsafe extern "C" fn set_zone(
             cf,
             "\"websockify_zone\" directive is duplicate"
         );
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     let mut size_str = *size;
     let bytes = ngx_parse_size(&mut size_str);
     let min = 8 * ngx::ffi::ngx_pagesize as isize;
-    if bytes == NGX_ERROR || bytes < min {
+    if bytes == Status::NGX_ERROR.0 || bytes < min {
         ngx_conf_log_error!(
             NGX_LOG_EMERG,
             cf,
@@ -92,7 +89,7 @@ pub unsafe extern "C" fn set_zone(
             String::from_utf8_lossy(size.as_bytes()),
             min / 1024
         );
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     let mut name = *name;
     let zone = ngx_shared_memory_add(
@@ -102,7 +99,7 @@ pub unsafe extern "C" fn set_zone(
         ptr::from_ref(Websockify::module()).cast_mut().cast(),
     );
     if zone.is_null() {
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     if !(*zone).data.is_null() {
         ngx_conf_log_error!(
@@ -111,16 +108,16 @@ pub unsafe extern "C" fn set_zone(
             "websockify_zone \"{}\" is already defined",
             String::from_utf8_lossy(name.as_bytes())
         );
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     let ctx = ngx::ffi::ngx_pcalloc((*cf).pool, mem::size_of::<ZoneCtx>()) as *mut ZoneCtx;
     if ctx.is_null() {
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     (*zone).data = ctx.cast();
     (*zone).init = Some(init_zone);
     conf.zone = zone;
-    CONF_OK
+    NGX_CONF_OK
 }
 
 /// The zone another directive names with `zone=NAME` (0 size: it must be defined).
@@ -139,16 +136,16 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
         // A reload with the same name and size: the old workers' sessions stay listed.
         ctx.shpool = old.shpool;
         ctx.sh = old.sh;
-        return NGX_OK;
+        return Status::NGX_OK.0;
     }
     ctx.shpool = (*zone).shm.addr as *mut ngx_slab_pool_t;
     if (*zone).shm.exists != 0 {
         ctx.sh = (*ctx.shpool).data as *mut Shared;
-        return NGX_OK;
+        return Status::NGX_OK.0;
     }
     let sh = ngx_slab_alloc(ctx.shpool, mem::size_of::<Shared>()) as *mut Shared;
     if sh.is_null() {
-        return NGX_ERROR;
+        return Status::NGX_ERROR.0;
     }
     ptr::write_bytes(sh, 0, 1);
     let q = ptr::addr_of_mut!((*sh).sessions);
@@ -162,12 +159,12 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
     let text = format!(" in websockify_zone \"{name}\"\0");
     let log_ctx = ngx_slab_alloc(ctx.shpool, text.len()) as *mut u8;
     if log_ctx.is_null() {
-        return NGX_ERROR;
+        return Status::NGX_ERROR.0;
     }
     ptr::copy_nonoverlapping(text.as_ptr(), log_ctx, text.len());
     (*ctx.shpool).log_ctx = log_ctx;
     ctx.sh = sh;
-    NGX_OK
+    Status::NGX_OK.0
 }
 
 /// The zone's memory, locked for as long as this lives.

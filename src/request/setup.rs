@@ -8,15 +8,15 @@ use core::mem;
 use core::ptr;
 use std::net::SocketAddr;
 
+use ngx::core::Status;
 use ngx::ffi::{
     ngx_addr_t, ngx_connection_local_sockaddr, ngx_connection_t, ngx_handle_write_event,
-    ngx_http_complex_value, ngx_http_request_t, ngx_inet_addr, ngx_int_t, ngx_palloc,
-    ngx_parse_addr_port, ngx_pnalloc, ngx_proxy_protocol_write, ngx_ssl_check_host,
-    ngx_ssl_connection_certificate, ngx_ssl_create_connection, ngx_ssl_error, ngx_ssl_handshake,
-    ngx_ssl_shutdown, ngx_str_t, ngx_tcp_nodelay, SSL_SESSION_get0_id_context, SSL_ctrl,
-    SSL_get_session, SSL_get_verify_result, SSL_set_session, TLSEXT_NAMETYPE_host_name,
-    X509_verify_cert_error_string, NGX_LOG_ERR, NGX_SSL_BUFFER, NGX_SSL_CLIENT,
-    SSL_CTRL_SET_TLSEXT_HOSTNAME, X509_V_OK,
+    ngx_http_complex_value, ngx_http_request_t, ngx_inet_addr, ngx_palloc, ngx_parse_addr_port,
+    ngx_pnalloc, ngx_proxy_protocol_write, ngx_ssl_check_host, ngx_ssl_connection_certificate,
+    ngx_ssl_create_connection, ngx_ssl_error, ngx_ssl_handshake, ngx_ssl_shutdown, ngx_str_t,
+    ngx_tcp_nodelay, SSL_SESSION_get0_id_context, SSL_ctrl, SSL_get_session, SSL_get_verify_result,
+    SSL_set_session, TLSEXT_NAMETYPE_host_name, X509_verify_cert_error_string, NGX_LOG_ERR,
+    NGX_SSL_BUFFER, NGX_SSL_CLIENT, SSL_CTRL_SET_TLSEXT_HOSTNAME, X509_V_OK,
 };
 use ngx::http::{HTTPStatus, HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
@@ -28,9 +28,6 @@ use crate::conf::target::{ProxyProtocol, TargetSsl, UpstreamConf};
 use crate::protocol::allow::Peer;
 use crate::protocol::proxy_protocol;
 
-const NGX_OK: ngx_int_t = 0;
-const NGX_ERROR: ngx_int_t = -1;
-const NGX_AGAIN: ngx_int_t = -2;
 const INADDR_NONE: u32 = u32::MAX;
 /// NGX_PROXY_PROTOCOL_V1_MAX_HEADER (nginx 1.22 calls it NGX_PROXY_PROTOCOL_MAX_HEADER);
 /// a v2 header is shorter.
@@ -60,7 +57,7 @@ pub unsafe fn set_local(s: &mut Session) -> Result<(), Local> {
         return Ok(());
     }
     let mut val = ngx_str_t::default();
-    if ngx_http_complex_value(r, local.value, &mut val) != NGX_OK {
+    if ngx_http_complex_value(r, local.value, &mut val) != Status::NGX_OK.0 {
         return Err(Local);
     }
     if val.len == 0 {
@@ -70,13 +67,13 @@ pub unsafe fn set_local(s: &mut Session) -> Result<(), Local> {
     if addr.is_null() {
         return Err(Local);
     }
-    match ngx_parse_addr_port((*r).pool, addr, val.data, val.len) {
-        NGX_OK => {
+    match Status(ngx_parse_addr_port((*r).pool, addr, val.data, val.len)) {
+        Status::NGX_OK => {
             (*addr).name = val;
             (*pc).local = addr;
             Ok(())
         }
-        NGX_ERROR => Err(Local),
+        Status::NGX_ERROR => Err(Local),
         _ => {
             // As proxy_bind: the connection goes out from the default address.
             let shown = String::from_utf8_lossy(val.as_bytes());
@@ -139,8 +136,8 @@ pub unsafe fn send_proxy_header(s: &mut Session) -> Step {
         return Step::Local;
     };
     let n = send(t, buf.as_mut_ptr(), len);
-    if n == NGX_AGAIN {
-        if ngx_handle_write_event((*t).write, 0) != NGX_OK {
+    if n == Status::NGX_AGAIN.0 {
+        if ngx_handle_write_event((*t).write, 0) != Status::NGX_OK.0 {
             return Step::Local;
         }
         return Step::Pending;
@@ -171,7 +168,7 @@ unsafe fn header(s: &Session, c: *mut ngx_connection_t, buf: &mut [u8]) -> Optio
         let end = ngx_proxy_protocol_write(c, start, start.add(buf.len()));
         return (!end.is_null()).then(|| end.offset_from(start) as usize);
     }
-    if ngx_connection_local_sockaddr(c, ptr::null_mut(), 0) != NGX_OK {
+    if ngx_connection_local_sockaddr(c, ptr::null_mut(), 0) != Status::NGX_OK.0 {
         return None;
     }
     let h = proxy_protocol::v2(
@@ -206,7 +203,7 @@ pub unsafe fn start_tls(s: &mut Session) -> Step {
         &mut (*conf.ssl).ssl,
         t,
         (NGX_SSL_BUFFER | NGX_SSL_CLIENT) as usize,
-    ) != NGX_OK
+    ) != Status::NGX_OK.0
     {
         return Step::Local;
     }
@@ -227,18 +224,20 @@ pub unsafe fn start_tls(s: &mut Session) -> Step {
     if conf.ssl_session_reuse != 0 {
         (*(*t).ssl).save_session = Some(save_session);
         if let Some(set) = (*pc).set_session {
-            if set(pc, (*pc).data) != NGX_OK || drop_foreign_session(t, &*conf.ssl).is_err() {
+            if set(pc, (*pc).data) != Status::NGX_OK.0
+                || drop_foreign_session(t, &*conf.ssl).is_err()
+            {
                 return Step::Local;
             }
         }
         // An abbreviated handshake may interact badly with Nagle.
         let nodelay = NgxHttpCoreModule::location_conf(&*r).is_some_and(|c| c.tcp_nodelay != 0);
-        if nodelay && ngx_tcp_nodelay(t) != NGX_OK {
+        if nodelay && ngx_tcp_nodelay(t) != Status::NGX_OK.0 {
             return Step::Local;
         }
     }
     (*(*(*r).connection).log).action = c"SSL handshaking to websockify target".as_ptr() as *mut _;
-    if ngx_ssl_handshake(t) == NGX_AGAIN {
+    if ngx_ssl_handshake(t) == Status::NGX_AGAIN.0 {
         return Step::Pending;
     }
     handshake_done(s, t)
@@ -284,7 +283,7 @@ unsafe fn verified(s: &mut Session, t: *mut ngx_connection_t) -> bool {
         return false;
     }
     let name = &mut (*(*s.r).upstream).ssl_name;
-    if ngx_ssl_check_host(t, name) != NGX_OK {
+    if ngx_ssl_check_host(t, name) != Status::NGX_OK.0 {
         let shown = String::from_utf8_lossy(name.as_bytes());
         ngx_log_error!(
             NGX_LOG_ERR,
@@ -304,7 +303,7 @@ unsafe fn ssl_name(s: &mut Session, t: *mut ngx_connection_t) -> Result<(), Loca
     let u = &mut *(*r).upstream;
     let mut name = u.ssl_name;
     if let Some(cv) = conf.ssl_name.as_mut() {
-        if ngx_http_complex_value(r, cv, &mut name) != NGX_OK {
+        if ngx_http_complex_value(r, cv, &mut name) != Status::NGX_OK.0 {
             return Err(Local);
         }
     }
@@ -365,7 +364,7 @@ unsafe fn certificate(
 ) -> Result<(), Local> {
     let r: *mut ngx_http_request_t = s.r;
     let mut cert = ngx_str_t::default();
-    if ngx_http_complex_value(r, cert_cv, &mut cert) != NGX_OK {
+    if ngx_http_complex_value(r, cert_cv, &mut cert) != Status::NGX_OK.0 {
         return Err(Local);
     }
     // The directive's zero slot ends values with a NUL: an empty one means none.
@@ -373,7 +372,7 @@ unsafe fn certificate(
         return Ok(());
     }
     let mut key = ngx_str_t::default();
-    if ngx_http_complex_value(r, key_cv, &mut key) != NGX_OK {
+    if ngx_http_complex_value(r, key_cv, &mut key) != Status::NGX_OK.0 {
         return Err(Local);
     }
     #[cfg(ngx_ssl_cache)]
@@ -387,7 +386,7 @@ unsafe fn certificate(
     );
     #[cfg(not(ngx_ssl_cache))]
     let rc = ngx_ssl_connection_certificate(t, (*r).pool, &mut cert, &mut key, ptr::null_mut());
-    if rc != NGX_OK {
+    if rc != Status::NGX_OK.0 {
         return Err(Local);
     }
     Ok(())
@@ -442,7 +441,7 @@ pub unsafe fn close(c: *mut ngx_connection_t, notify: bool) {
     if let Some(ssl) = (*c).ssl.as_mut() {
         ssl.set_no_wait_shutdown(1);
         ssl.set_no_send_shutdown(u32::from(!notify));
-        if ngx_ssl_shutdown(c) == NGX_AGAIN {
+        if ngx_ssl_shutdown(c) == Status::NGX_AGAIN.0 {
             // The alert cannot go out now and nobody will wait for it: a quiet shutdown
             // frees the TLS state, which closing the socket alone would leak.
             (*c).set_error(1);
