@@ -422,6 +422,7 @@ unsafe extern "C" fn destroy_pool(data: *mut c_void) {
 /// Closes the peer connection, if any, and gives the peer back to the balancer without
 /// blaming it.
 pub(crate) unsafe fn release_peer(s: &mut Session) {
+    settle(s, 0);
     let pc = s.peer();
     if !(*pc).connection.is_null() {
         target_setup::close((*pc).connection, true);
@@ -529,6 +530,7 @@ pub(crate) unsafe fn failed(s: &mut Session, why: Option<&str>, status: ngx_int_
     if let Some(state) = current_state(s) {
         state.status = status as usize;
     }
+    settle(s, 0);
     if !(*pc).connection.is_null() {
         target_setup::close((*pc).connection, false);
         (*pc).connection = ptr::null_mut();
@@ -580,6 +582,29 @@ unsafe fn push_state(s: &mut Session) -> Result<(), ()> {
     (*state).response_time = ngx::ffi::ngx_msec_t::MAX;
     (*state).header_time = ngx::ffi::ngx_msec_t::MAX;
     Ok(())
+}
+
+/// The attempt ends, before its connection closes: `$upstream_response_time` since its
+/// connect began, `$upstream_bytes_received` (`received`: read from the target) and
+/// `$upstream_bytes_sent` (the connection's `sent`, a PROXY header included), as
+/// ngx_http_upstream_finalize_request and ngx_http_upstream_next fill them. Once.
+pub(crate) unsafe fn settle(s: &mut Session, received: u64) {
+    if (*s.r).upstream.is_null() {
+        return;
+    }
+    let pc = s.peer();
+    let (start, c) = ((*pc).start_time, (*pc).connection);
+    let Some(state) = current_state(s) else {
+        return;
+    };
+    if state.response_time != ngx::ffi::ngx_msec_t::MAX {
+        return;
+    }
+    state.response_time = ngx_current_msec.saturating_sub(start);
+    state.bytes_received = received.try_into().unwrap_or(ngx::ffi::off_t::MAX);
+    if let Some(c) = c.as_ref() {
+        state.bytes_sent = c.sent;
+    }
 }
 
 unsafe fn current_state(s: &mut Session) -> Option<&mut ngx_http_upstream_state_t> {

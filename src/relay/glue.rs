@@ -52,6 +52,8 @@ pub struct Session {
     /// This session's record in the `websockify_zone` (null: no zone, or it was full).
     zone: *mut ngx_shm_zone_t,
     record: *mut Record,
+    /// Bytes read from the target, for `$upstream_bytes_received`.
+    received: u64,
 }
 
 impl Session {
@@ -77,6 +79,7 @@ impl Session {
             target_name: None,
             zone: ptr::null_mut(),
             record: ptr::null_mut(),
+            received: 0,
         });
         (*cln).handler = Some(cleanup);
         // Runs before the access log line is written, unlike the pool cleanup.
@@ -393,6 +396,9 @@ unsafe fn run(s: &mut Session) {
             }
             Action::RecvTarget(buf) => {
                 let io = recv(t, buf);
+                if let Io::Done(n) = io {
+                    s.received += n as u64;
+                }
                 relay.target_read(io, now);
             }
             Action::SendClient(bytes) => {
@@ -506,6 +512,7 @@ unsafe fn end_request(s: &mut Session, rc: ngx_int_t) {
 
 /// Closes the target connection and returns its peer to the balancer.
 unsafe fn close_target(s: &mut Session) {
+    crate::target::settle(s, s.received);
     let Some(u) = (*s.r).upstream.as_mut() else {
         return;
     };
