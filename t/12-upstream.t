@@ -151,3 +151,29 @@ is $d->{status}, 403, "$T: a bare address needs a websockify_allow rule";
 like error_log_text(), qr/target "127\.0\.0\.1:\d+" is not allowed/, "$T: logged";
 is $t[0]->connections, 2, "$T: server a: the two group sessions only";
 is $t[1]->connections, 1, "$T: server b: desk b only, never through internal_api";
+
+
+
+=== TEST 6: $upstream_response_time, $upstream_bytes_received and $upstream_bytes_sent of a session
+The bytes read from and written to the target connection, as proxy_pass counts them; the
+response time runs from the connect to the end of the session.
+--- http_config
+    log_format bytes '$request_uri|$status|$upstream_bytes_received|$upstream_bytes_sent|$upstream_response_time';
+--- config
+    access_log logs/ws.log bytes;
+    location /ws { websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1; }
+--- ws_test
+my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101";
+is $c->read_data(12, 5), "RFB 003.008\n", "$T: the banner";
+$c->send(ws_frame(payload => 'abcde'));
+$c->send(ws_frame(payload => '0123456789'));
+is $c->read_data(15, 5), 'abcde0123456789', "$T: echoed";
+$c->send(ws_close_frame(1000));
+ok $c->read_until_opcode(8, 5), "$T: close reply";
+ok wait_until(sub { access_log_text('ws.log') =~ m{^/ws}m }, 5), "$T: access log line written";
+like access_log_text('ws.log'), qr{^/ws\|101\|27\|15\|\d+\.\d{3}$}m,
+    "$T: 27 bytes from the target, 15 to it, a response time";
+--- no_error_log
+[error]

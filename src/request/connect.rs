@@ -12,17 +12,16 @@ use core::{mem, ptr};
 
 use ngx::core::Status;
 use ngx::ffi::{
-    getsockopt, ngx_add_timer, ngx_array_create, ngx_array_push, ngx_connection_t,
-    ngx_current_msec, ngx_del_timer, ngx_destroy_pool, ngx_event_connect_peer, ngx_event_t,
-    ngx_http_block_reading, ngx_http_complex_value, ngx_http_empty_handler,
-    ngx_http_finalize_request, ngx_http_request_t, ngx_http_run_posted_requests,
-    ngx_http_upstream_create, ngx_http_upstream_create_round_robin_peer,
-    ngx_http_upstream_resolved_t, ngx_http_upstream_srv_conf_t, ngx_http_upstream_state_t,
-    ngx_int_t, ngx_parse_url, ngx_pcalloc, ngx_pool_cleanup_add, ngx_pool_t, ngx_resolve_name,
-    ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t, ngx_resolver_ctx_t,
-    ngx_resolver_strerror, ngx_socket_errno, ngx_str_t, ngx_url_t, recv, socklen_t, MSG_PEEK,
-    NGX_EAGAIN, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO, NGX_PEER_FAILED, SOL_SOCKET,
-    SO_ERROR,
+    getsockopt, ngx_add_timer, ngx_connection_t, ngx_current_msec, ngx_del_timer, ngx_destroy_pool,
+    ngx_event_connect_peer, ngx_event_t, ngx_http_block_reading, ngx_http_complex_value,
+    ngx_http_empty_handler, ngx_http_finalize_request, ngx_http_request_t,
+    ngx_http_run_posted_requests, ngx_http_upstream_create,
+    ngx_http_upstream_create_round_robin_peer, ngx_http_upstream_resolved_t,
+    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_parse_url, ngx_pcalloc, ngx_pool_cleanup_add,
+    ngx_pool_t, ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t,
+    ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_socket_errno, ngx_str_t, ngx_url_t, recv,
+    socklen_t, MSG_PEEK, NGX_EAGAIN, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_PEER_FAILED, SOL_SOCKET, SO_ERROR,
 };
 use ngx::http::{
     HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule,
@@ -31,6 +30,7 @@ use ngx::http::{
 use ngx::ngx_log_error;
 
 use super::addr::peer_of;
+use super::attempt;
 use super::relay;
 use super::session::{session_mut, Session};
 use super::setup::{self, Step};
@@ -361,7 +361,7 @@ pub unsafe fn connect(s: &mut Session) {
             finalize(s, HTTPStatus::INTERNAL_SERVER_ERROR);
             return;
         }
-        if push_state(s).is_err() {
+        if attempt::push(s).is_err() {
             release_peer(s);
             finalize(s, HTTPStatus::INTERNAL_SERVER_ERROR);
             return;
@@ -369,7 +369,7 @@ pub unsafe fn connect(s: &mut Session) {
         match rc {
             NGX_BUSY => {
                 ngx_log_error!(NGX_LOG_ERR, log, "websockify: no live upstreams");
-                if let Some(state) = current_state(s) {
+                if let Some(state) = attempt::current(s) {
                     state.status = HTTPStatus::BAD_GATEWAY.into();
                 }
                 finalize(s, HTTPStatus::BAD_GATEWAY);
@@ -425,6 +425,7 @@ unsafe extern "C" fn destroy_pool(data: *mut c_void) {
 /// Closes the peer connection, if any, and gives the peer back to the balancer without
 /// blaming it.
 unsafe fn release_peer(s: &mut Session) {
+    attempt::settle(s, 0);
     let pc = s.peer();
     if !(*pc).connection.is_null() {
         setup::close((*pc).connection, true);
@@ -618,9 +619,10 @@ unsafe fn peer_failed(s: &mut Session, status: HTTPStatus, why: Option<&str>) ->
             "websockify: cannot connect to target \"{name}\": {why}"
         );
     }
-    if let Some(state) = current_state(s) {
+    if let Some(state) = attempt::current(s) {
         state.status = status.into();
     }
+    attempt::settle(s, 0);
     if !(*pc).connection.is_null() {
         setup::close((*pc).connection, false);
         (*pc).connection = ptr::null_mut();
@@ -644,40 +646,11 @@ unsafe fn established(s: &mut Session) {
         ngx_del_timer((*c).write);
     }
     let elapsed = ngx_current_msec.saturating_sub((*s.peer()).start_time);
-    if let Some(state) = current_state(s) {
+    if let Some(state) = attempt::current(s) {
         state.connect_time = elapsed;
         state.status = 101;
     }
     relay::start(s);
-}
-
-/// Records the attempt for `$upstream_addr`, `$upstream_status` and
-/// `$upstream_connect_time`.
-unsafe fn push_state(s: &mut Session) -> Result<(), ()> {
-    let r = s.r;
-    if (*r).upstream_states.is_null() {
-        (*r).upstream_states =
-            ngx_array_create((*r).pool, 1, mem::size_of::<ngx_http_upstream_state_t>());
-        if (*r).upstream_states.is_null() {
-            return Err(());
-        }
-    }
-    let state = ngx_array_push((*r).upstream_states) as *mut ngx_http_upstream_state_t;
-    if state.is_null() {
-        return Err(());
-    }
-    ptr::write_bytes(state, 0, 1);
-    (*state).peer = (*s.peer()).name;
-    (*state).connect_time = ngx::ffi::ngx_msec_t::MAX;
-    (*state).response_time = ngx::ffi::ngx_msec_t::MAX;
-    (*state).header_time = ngx::ffi::ngx_msec_t::MAX;
-    Ok(())
-}
-
-unsafe fn current_state(s: &mut Session) -> Option<&mut ngx_http_upstream_state_t> {
-    let states = (*s.r).upstream_states.as_ref()?;
-    let n = states.nelts.checked_sub(1)?;
-    Some(&mut *(states.elts as *mut ngx_http_upstream_state_t).add(n))
 }
 
 unsafe extern "C" fn check_client_read(r: *mut ngx_http_request_t) {

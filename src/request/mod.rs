@@ -5,6 +5,7 @@
 //! `$websockify_*` variables. `session` is the state they share.
 
 pub mod addr;
+pub mod attempt;
 pub mod connect;
 pub mod handler;
 pub mod relay;

@@ -19,6 +19,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
+use super::attempt;
 use super::session::{attach, session_mut, Session};
 use super::upgrade;
 use crate::conf::{Lifetime, LocConf};
@@ -314,6 +315,9 @@ unsafe fn run(s: &mut Session) {
             }
             Action::RecvTarget(buf) => {
                 let io = recv(t, buf);
+                if let Io::Done(n) = io {
+                    s.received += n as u64;
+                }
                 relay.target_read(io, now);
             }
             Action::SendClient(bytes) => {
@@ -427,6 +431,7 @@ unsafe fn end_request(s: &mut Session, rc: ngx_int_t) {
 
 /// Closes the target connection and returns its peer to the balancer.
 unsafe fn close_target(s: &mut Session) {
+    attempt::settle(s, s.received);
     let Some(u) = (*s.r).upstream.as_mut() else {
         return;
     };

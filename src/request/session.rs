@@ -34,6 +34,8 @@ pub struct Session {
     /// its record there (null: the zone was full).
     pub zone: *mut ngx_shm_zone_t,
     pub record: *mut Record,
+    /// Bytes read from the target, for `$upstream_bytes_received`.
+    pub received: u64,
 }
 
 impl Session {
@@ -51,6 +53,7 @@ impl Session {
             target_name: None,
             zone: ptr::null_mut(),
             record: ptr::null_mut(),
+            received: 0,
         }
     }
 
