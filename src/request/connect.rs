@@ -17,8 +17,8 @@ use ngx::ffi::{
     ngx_http_empty_handler, ngx_http_finalize_request, ngx_http_request_t,
     ngx_http_run_posted_requests, ngx_http_upstream_create,
     ngx_http_upstream_create_round_robin_peer, ngx_http_upstream_resolved_t,
-    ngx_http_upstream_srv_conf_t, ngx_int_t, ngx_parse_url, ngx_pcalloc, ngx_pool_cleanup_add,
-    ngx_pool_t, ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t,
+    ngx_http_upstream_srv_conf_t, ngx_parse_url, ngx_pcalloc, ngx_pool_cleanup_add, ngx_pool_t,
+    ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t,
     ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_socket_errno, ngx_str_t, ngx_url_t, recv,
     socklen_t, MSG_PEEK, NGX_EAGAIN, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO,
     NGX_PEER_FAILED, SOL_SOCKET, SO_ERROR,
@@ -33,17 +33,10 @@ use super::addr::peer_of;
 use super::attempt;
 use super::relay;
 use super::session::{session_mut, Session};
-use super::setup::{self, Step};
+use super::setup::{self, Local, Step};
 use crate::conf::args::cstr;
 use crate::conf::{LocConf, Target, DEFAULT_PORT};
 use crate::protocol::allow::{self, Peer};
-
-const NGX_OK: ngx_int_t = Status::NGX_OK.0;
-const NGX_ERROR: ngx_int_t = Status::NGX_ERROR.0;
-const NGX_AGAIN: ngx_int_t = Status::NGX_AGAIN.0;
-const NGX_BUSY: ngx_int_t = Status::NGX_BUSY.0;
-const NGX_DONE: ngx_int_t = Status::NGX_DONE.0;
-const NGX_DECLINED: ngx_int_t = Status::NGX_DECLINED.0;
 
 /// What choosing the target left to do.
 enum Chosen {
@@ -79,7 +72,7 @@ unsafe fn finalize(s: &mut Session, status: HTTPStatus) {
 /// with their status.
 pub unsafe fn begin(s: &mut Session) {
     let r = s.r;
-    if ngx_http_upstream_create(r) != NGX_OK {
+    if ngx_http_upstream_create(r) != Status::NGX_OK.0 {
         finalize(s, HTTPStatus::INTERNAL_SERVER_ERROR);
         return;
     }
@@ -113,7 +106,7 @@ unsafe fn init_group(
     uscf: *mut ngx_http_upstream_srv_conf_t,
 ) -> Result<Chosen, HTTPStatus> {
     let init = (*uscf).peer.init.ok_or(HTTPStatus::INTERNAL_SERVER_ERROR)?;
-    if init(r, uscf) != NGX_OK {
+    if init(r, uscf) != Status::NGX_OK.0 {
         return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
     Ok(Chosen::Peers)
@@ -129,7 +122,7 @@ unsafe fn choose(
     let r = s.r;
     let log = (*(*r).connection).log;
     let mut value = ngx_str_t::default();
-    if ngx_http_complex_value(r, ptr::from_ref(cv).cast_mut(), &mut value) != NGX_OK {
+    if ngx_http_complex_value(r, ptr::from_ref(cv).cast_mut(), &mut value) != Status::NGX_OK.0 {
         return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
     let shown = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -145,7 +138,7 @@ unsafe fn choose(
     u.url = value;
     u.default_port = DEFAULT_PORT;
     u.set_no_resolve(1);
-    if ngx_parse_url((*r).pool, &mut u) != NGX_OK {
+    if ngx_parse_url((*r).pool, &mut u) != Status::NGX_OK.0 {
         let why = cstr(u.err).unwrap_or("invalid");
         ngx_log_error!(
             NGX_LOG_ERR,
@@ -199,7 +192,7 @@ unsafe fn peers_from(
         return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     };
     fill(ur);
-    if ngx_http_upstream_create_round_robin_peer(r, ur) != NGX_OK {
+    if ngx_http_upstream_create_round_robin_peer(r, ur) != Status::NGX_OK.0 {
         return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
     Ok(())
@@ -266,7 +259,7 @@ unsafe fn resolve(s: &mut Session, u: &ngx_url_t, shown: &str) -> Result<Chosen,
     s.resolving = ctx;
     // A cached answer runs resolved() inside this call: the session may have started or
     // ended on return (the content handler's reference keeps the request alive).
-    if ngx_resolve_name(ctx) != NGX_OK {
+    if ngx_resolve_name(ctx) != Status::NGX_OK.0 {
         s.resolving = ptr::null_mut();
         return Err(HTTPStatus::INTERNAL_SERVER_ERROR);
     }
@@ -353,8 +346,8 @@ pub unsafe fn connect(s: &mut Session) {
         let pc = s.peer();
         (*pc).log = log;
         (*pc).start_time = ngx_current_msec;
-        let rc = ngx_event_connect_peer(pc);
-        if rc == NGX_ERROR {
+        let rc = Status(ngx_event_connect_peer(pc));
+        if rc == Status::NGX_ERROR {
             // A local failure (no free connection, no socket), logged by nginx: not the
             // peer's fault, so it is not marked failed.
             release_peer(s);
@@ -367,7 +360,7 @@ pub unsafe fn connect(s: &mut Session) {
             return;
         }
         match rc {
-            NGX_BUSY => {
+            Status::NGX_BUSY => {
                 ngx_log_error!(NGX_LOG_ERR, log, "websockify: no live upstreams");
                 if let Some(state) = attempt::current(s) {
                     state.status = HTTPStatus::BAD_GATEWAY.into();
@@ -376,12 +369,12 @@ pub unsafe fn connect(s: &mut Session) {
                 return;
             }
             // connect() failed at once; nginx logged it naming the peer.
-            NGX_DECLINED => {
+            Status::NGX_DECLINED => {
                 if !peer_failed(s, HTTPStatus::BAD_GATEWAY, None) {
                     return;
                 }
             }
-            NGX_AGAIN => {
+            Status::NGX_AGAIN => {
                 let c = (*pc).connection;
                 (*c).data = ptr::from_mut(s).cast::<c_void>();
                 (*(*c).read).handler = Some(connect_handler);
@@ -391,7 +384,7 @@ pub unsafe fn connect(s: &mut Session) {
             }
             // NGX_OK, or NGX_DONE: a connected one from the keepalive cache.
             _ => {
-                if rc == NGX_DONE && adopt_pool(s).is_err() {
+                if rc == Status::NGX_DONE && adopt_pool(s).is_err() {
                     release_peer(s);
                     finalize(s, HTTPStatus::INTERNAL_SERVER_ERROR);
                     return;
@@ -404,14 +397,14 @@ pub unsafe fn connect(s: &mut Session) {
 
 /// A cached connection brings the pool the upstream module made for it; nothing else
 /// destroys it once the relay closes the connection, so the request's pool does.
-unsafe fn adopt_pool(s: &mut Session) -> Result<(), ()> {
+unsafe fn adopt_pool(s: &mut Session) -> Result<(), Local> {
     let pool = (*(*s.peer()).connection).pool;
     if pool.is_null() {
         return Ok(());
     }
     let cln = ngx_pool_cleanup_add((*s.r).pool, 0);
     if cln.is_null() {
-        return Err(());
+        return Err(Local);
     }
     (*cln).handler = Some(destroy_pool);
     (*cln).data = pool.cast();

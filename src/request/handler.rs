@@ -94,7 +94,9 @@ unsafe fn header<'a>(list: &'a ngx_list_t, name: &[u8]) -> Option<&'a [u8]> {
     headers(list).find_map(|(k, v)| k.eq_ignore_ascii_case(name).then_some(v))
 }
 
-/// Every request header as (name, value), in order.
+/// Every request header as (name, value), in order. Not the crate's `list_iterator`: on
+/// reaching a next part it indexes that part without checking that it holds an element
+/// (a panic on an empty part), and it yields `NgxStr` where the checks want bytes.
 unsafe fn headers(list: &ngx_list_t) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
     let mut part = &list.part as *const ngx_list_part_t;
     let mut i = 0;

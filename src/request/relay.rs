@@ -7,6 +7,7 @@ use std::{mem, ptr};
 
 use std::cell::RefCell;
 
+use ngx::core::Status;
 use ngx::ffi::{
     ngx_add_timer, ngx_connection_t, ngx_current_msec, ngx_cycle, ngx_del_timer, ngx_event_t,
     ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading, ngx_http_cleanup_add,
@@ -16,7 +17,7 @@ use ngx::ffi::{
     ngx_parse_time, ngx_pcalloc, ngx_pid, ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_str_t,
     ngx_tcp_nodelay, ngx_time, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
 };
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
 use super::attempt;
@@ -33,9 +34,9 @@ use crate::Websockify;
 /// the bound on how long a `DELETE` waits for the owning worker.
 const SYNC_EVERY: ngx_msec_t = 500;
 
-const NGX_OK: ngx_int_t = 0;
-const NGX_ERROR: isize = -1;
-const NGX_AGAIN: isize = -2;
+/// nginx could not do what the relay asked (evaluate a value, register an event); it has
+/// logged why, and the session ends.
+struct Failed;
 
 /// The session of a new request, freed with the request's pool.
 pub unsafe fn create(
@@ -68,11 +69,11 @@ pub unsafe fn start(s: &mut Session) {
     let t = s.target();
     (*(*c).log).action = c"relaying WebSocket to target".as_ptr() as *mut _;
     let Ok(lifetime) = lifetime(s) else {
-        end_request(s, HTTP_INTERNAL_SERVER_ERROR);
+        end_request(s, HTTPStatus::INTERNAL_SERVER_ERROR.0 as ngx_int_t);
         return;
     };
     if upgrade::switch_protocols(r, &s.accept).is_err() {
-        end_request(s, NGX_ERROR as ngx_int_t);
+        end_request(s, Status::NGX_ERROR.0);
         return;
     }
     let conf = s.conf();
@@ -115,18 +116,16 @@ pub unsafe fn start(s: &mut Session) {
     run(s);
 }
 
-const HTTP_INTERNAL_SERVER_ERROR: ngx_int_t = 500;
-
 /// `websockify_session_timeout` for this request: Err when a variable gave a bad value.
-unsafe fn lifetime(s: &Session) -> Result<Option<Msec>, ()> {
+unsafe fn lifetime(s: &Session) -> Result<Option<Msec>, Failed> {
     let cv = match &s.conf().session_timeout {
         None | Some(Lifetime::Off) => return Ok(None),
         Some(Lifetime::Fixed(ms)) => return Ok(Some(*ms as Msec)),
         Some(Lifetime::Var(cv)) => cv,
     };
     let mut value = ngx_str_t::default();
-    if ngx_http_complex_value(s.r, ptr::from_ref(cv).cast_mut(), &mut value) != NGX_OK {
-        return Err(());
+    if ngx_http_complex_value(s.r, ptr::from_ref(cv).cast_mut(), &mut value) != Status::NGX_OK.0 {
+        return Err(Failed);
     }
     if value.as_bytes() == b"off" {
         return Ok(None);
@@ -139,7 +138,7 @@ unsafe fn lifetime(s: &Session) -> Result<Option<Msec>, ()> {
             "websockify: invalid websockify_session_timeout value \"{}\"",
             String::from_utf8_lossy(value.as_bytes())
         );
-        return Err(());
+        return Err(Failed);
     }
     Ok(Some(ms as Msec))
 }
@@ -300,7 +299,7 @@ unsafe fn run(s: &mut Session) {
         match relay.poll(ready, now) {
             Action::Log(note) => log_note(log, note),
             Action::FlushHeader => {
-                let io = if ngx_http_output_filter(r, ptr::null_mut()) == NGX_ERROR {
+                let io = if ngx_http_output_filter(r, ptr::null_mut()) == Status::NGX_ERROR.0 {
                     Io::Error
                 } else if header_queued(r) {
                     Io::Again
@@ -358,7 +357,7 @@ unsafe fn recv(c: *mut ngx_connection_t, buf: &mut [u8]) -> Io {
         return Io::Error;
     };
     match recv(c, buf.as_mut_ptr(), buf.len()) {
-        NGX_AGAIN => Io::Again,
+        n if n == Status::NGX_AGAIN.0 => Io::Again,
         0 => Io::Eof,
         n if n < 0 => Io::Error,
         n => Io::Done(n as usize),
@@ -370,23 +369,23 @@ unsafe fn send(c: *mut ngx_connection_t, bytes: &[u8]) -> Io {
         return Io::Error;
     };
     match send(c, bytes.as_ptr().cast_mut(), bytes.len()) {
-        NGX_AGAIN => Io::Again,
+        n if n == Status::NGX_AGAIN.0 => Io::Again,
         n if n < 0 => Io::Error,
         n => Io::Done(n as usize),
     }
 }
 
 /// Registers interest in all four events and sets the relay's deadline.
-unsafe fn wait(s: &mut Session, deadline: Option<Msec>, now: Msec) -> Result<(), ()> {
+unsafe fn wait(s: &mut Session, deadline: Option<Msec>, now: Msec) -> Result<(), Failed> {
     let (c, t) = (s.client(), s.target());
     for ev in [(*c).read, (*t).read] {
-        if ngx_handle_read_event(ev, 0) != NGX_OK {
-            return Err(());
+        if ngx_handle_read_event(ev, 0) != Status::NGX_OK.0 {
+            return Err(Failed);
         }
     }
     for ev in [(*c).write, (*t).write] {
-        if ngx_handle_write_event(ev, 0) != NGX_OK {
-            return Err(());
+        if ngx_handle_write_event(ev, 0) != Status::NGX_OK.0 {
+            return Err(Failed);
         }
     }
     match deadline {
@@ -404,13 +403,13 @@ unsafe fn finish(s: &mut Session, end: Option<End>) {
         Some(Close::Clean) => {
             // Let the client read our close frame before the socket goes away.
             (*s.r).set_lingering_close(1);
-            NGX_OK
+            Status::NGX_OK.0
         }
         Some(Close::Drop { timed_out }) => {
             (*s.client()).set_timedout(u32::from(timed_out));
-            NGX_ERROR as ngx_int_t
+            Status::NGX_ERROR.0
         }
-        None => NGX_ERROR as ngx_int_t,
+        None => Status::NGX_ERROR.0,
     };
     end_request(s, rc);
 }

@@ -396,7 +396,7 @@ unsafe fn certificate(
 /// own TLS context: a session it saved under another one was verified with another trust
 /// (its verify result would become this connection's), so it goes for a full handshake.
 /// nginx's proxy module shares peers alike and resumes such sessions.
-unsafe fn drop_foreign_session(t: *mut ngx_connection_t, ssl: &TargetSsl) -> Result<(), ()> {
+unsafe fn drop_foreign_session(t: *mut ngx_connection_t, ssl: &TargetSsl) -> Result<(), Local> {
     let conn = (*(*t).ssl).connection;
     let session = SSL_get_session(conn);
     if session.is_null() {
@@ -414,7 +414,7 @@ unsafe fn drop_foreign_session(t: *mut ngx_connection_t, ssl: &TargetSsl) -> Res
             0,
             c"SSL_set_session() failed".as_ptr() as *mut _,
         );
-        return Err(());
+        return Err(Local);
     }
     Ok(())
 }
