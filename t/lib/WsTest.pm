@@ -970,8 +970,9 @@ sub _read_proxy_header {
             }
         }
     }
-    _write_file("$base.proxy", $raw);
+    # The parse first: tests wait for the raw header, then read both.
     _write_file("$base.proxy.parsed", $parsed);
+    _write_file("$base.proxy", $raw);
     return $parsed ne 'invalid';
 }
 
