@@ -172,6 +172,9 @@ $c->send(ws_frame(payload => '0123456789'));
 is $c->read_data(15, 5), 'abcde0123456789', "$T: echoed";
 $c->send(ws_close_frame(1000));
 ok $c->read_until_opcode(8, 5), "$T: close reply";
+# as a browser does after the close handshake: the request (and its log line) ends with
+# nginx's lingering close, at once rather than after lingering_timeout
+$c->close;
 ok wait_until(sub { access_log_text('ws.log') =~ m{^/ws}m }, 5), "$T: access log line written";
 like access_log_text('ws.log'), qr{^/ws\|101\|27\|15\|\d+\.\d{3}$}m,
     "$T: 27 bytes from the target, 15 to it, a response time";
