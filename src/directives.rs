@@ -200,6 +200,10 @@ pub static mut COMMANDS: [ngx_command_t; 25] = [
 ];
 
 /// `websockify_pass`: parsed by `conf`, and the location's content handler becomes ours.
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and `cmd` and this module's location
+/// configuration as `conf`.
 unsafe extern "C" fn set_pass(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,

@@ -17,15 +17,19 @@ pub mod relay;
 pub mod status;
 
 #[cfg(not(any(test, fuzzing)))]
+#[deny(unsafe_op_in_unsafe_fn)]
 mod conf;
 #[cfg(not(any(test, fuzzing)))]
+#[deny(unsafe_op_in_unsafe_fn)]
 mod directives;
 #[cfg(not(any(test, fuzzing)))]
 mod request;
 #[cfg(not(any(test, fuzzing)))]
+#[deny(unsafe_op_in_unsafe_fn)]
 mod zone;
 
 #[cfg(not(any(test, fuzzing)))]
+#[deny(unsafe_op_in_unsafe_fn)]
 mod module;
 
 #[cfg(not(any(test, fuzzing)))]

@@ -65,6 +65,10 @@ unsafe impl HttpModuleLocationConf for Websockify {
 
 /// Not HttpModule's merge_loc_conf: the crate's `Merge` trait gets no ngx_conf_t, and
 /// merging needs it (TLS contexts, warnings with file and line, the content handler).
+///
+/// # Safety
+/// nginx calls it with the configuration being merged and two of this module's location
+/// configurations, the parent's and this level's.
 unsafe extern "C" fn merge_loc_conf(
     cf: *mut ngx_conf_t,
     prev: *mut c_void,
@@ -73,8 +77,7 @@ unsafe extern "C" fn merge_loc_conf(
     // SAFETY: nginx passes the configuration being merged and two of this module's
     // location configurations.
     let (cf, prev, conf) = unsafe { (&mut *cf, &mut *prev.cast(), &mut *conf.cast()) };
-    // SAFETY: as above.
-    match unsafe { conf::merge_loc_conf(cf, prev, conf) } {
+    match conf::merge_loc_conf(cf, prev, conf) {
         Ok(()) => {
             directives::inherit_handler(cf, conf);
             NGX_CONF_OK

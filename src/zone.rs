@@ -59,14 +59,23 @@ struct ZoneCtx {
 }
 
 /// `websockify_zone name size;`
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and this module's main configuration as
+/// `conf`.
 pub unsafe extern "C" fn set_zone(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let conf = &mut *(conf as *mut MainConf);
-    let args = &*(*cf).args;
-    let args = core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts);
+    // SAFETY: see # Safety; while a directive is parsed, cf->args holds its words.
+    let (conf, args) = unsafe {
+        let args = &*(*cf).args;
+        (
+            &mut *(conf as *mut MainConf),
+            core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts),
+        )
+    };
     let (Some(name), Some(size)) = (args.get(1), args.get(2)) else {
         return NGX_CONF_ERROR;
     };
@@ -79,8 +88,13 @@ pub unsafe extern "C" fn set_zone(
         return NGX_CONF_ERROR;
     }
     let mut size_str = *size;
-    let bytes = ngx_parse_size(&mut size_str);
-    let min = 8 * ngx::ffi::ngx_pagesize as isize;
+    // SAFETY: the directive's argument; ngx_pagesize is set once at startup.
+    let (bytes, min) = unsafe {
+        (
+            ngx_parse_size(&mut size_str),
+            8 * ngx::ffi::ngx_pagesize as isize,
+        )
+    };
     if bytes == Status::NGX_ERROR.0 || bytes < min {
         ngx_conf_log_error!(
             NGX_LOG_EMERG,
@@ -92,16 +106,20 @@ pub unsafe extern "C" fn set_zone(
         return NGX_CONF_ERROR;
     }
     let mut name = *name;
-    let zone = ngx_shared_memory_add(
-        cf,
-        &mut name,
-        bytes as usize,
-        ptr::from_ref(Websockify::module()).cast_mut().cast(),
-    );
-    if zone.is_null() {
+    // SAFETY: cf is the live configuration; the tag is this module.
+    let zone = unsafe {
+        ngx_shared_memory_add(
+            cf,
+            &mut name,
+            bytes as usize,
+            ptr::from_ref(Websockify::module()).cast_mut().cast(),
+        )
+    };
+    // SAFETY: null or the cycle's zone entry nginx just returned.
+    let Some(zone) = (unsafe { zone.as_mut() }) else {
         return NGX_CONF_ERROR;
-    }
-    if !(*zone).data.is_null() {
+    };
+    if !zone.data.is_null() {
         ngx_conf_log_error!(
             NGX_LOG_EMERG,
             cf,
@@ -110,59 +128,86 @@ pub unsafe extern "C" fn set_zone(
         );
         return NGX_CONF_ERROR;
     }
-    let ctx = ngx::ffi::ngx_pcalloc((*cf).pool, mem::size_of::<ZoneCtx>()) as *mut ZoneCtx;
+    // SAFETY: cf is the live configuration.
+    let ctx =
+        unsafe { ngx::ffi::ngx_pcalloc((*cf).pool, mem::size_of::<ZoneCtx>()) } as *mut ZoneCtx;
     if ctx.is_null() {
         return NGX_CONF_ERROR;
     }
-    (*zone).data = ctx.cast();
-    (*zone).init = Some(init_zone);
+    zone.data = ctx.cast();
+    zone.init = Some(init_zone);
     conf.zone = zone;
     NGX_CONF_OK
 }
 
 /// The zone another directive names with `zone=NAME` (0 size: it must be defined).
+///
+/// # Safety
+/// `cf` is the configuration being parsed.
 pub unsafe fn find(cf: *mut ngx_conf_t, name: &mut ngx_str_t) -> *mut ngx_shm_zone_t {
-    ngx_shared_memory_add(
-        cf,
-        name,
-        0,
-        ptr::from_ref(Websockify::module()).cast_mut().cast(),
-    )
+    // SAFETY: see # Safety; the tag is this module.
+    unsafe {
+        ngx_shared_memory_add(
+            cf,
+            name,
+            0,
+            ptr::from_ref(Websockify::module()).cast_mut().cast(),
+        )
+    }
 }
 
+/// # Safety
+/// nginx calls it with a zone that set_zone added (its `data` a ZoneCtx) and the previous
+/// cycle's ZoneCtx of the same zone, or null.
 unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
-    let ctx = &mut *((*zone).data as *mut ZoneCtx);
-    if let Some(old) = (data as *mut ZoneCtx).as_ref() {
+    // SAFETY: see # Safety.
+    let (ctx, old, zone) = unsafe {
+        (
+            &mut *((*zone).data as *mut ZoneCtx),
+            (data as *mut ZoneCtx).as_ref(),
+            &*zone,
+        )
+    };
+    if let Some(old) = old {
         // A reload with the same name and size: the old workers' sessions stay listed.
         ctx.shpool = old.shpool;
         ctx.sh = old.sh;
         return Status::NGX_OK.0;
     }
-    ctx.shpool = (*zone).shm.addr as *mut ngx_slab_pool_t;
-    if (*zone).shm.exists != 0 {
-        ctx.sh = (*ctx.shpool).data as *mut Shared;
+    // The zone's memory starts with its slab pool (ngx_init_zone_pool).
+    ctx.shpool = zone.shm.addr as *mut ngx_slab_pool_t;
+    // SAFETY: nginx has set up the slab pool of this mapped zone.
+    let shpool = unsafe { &mut *ctx.shpool };
+    if zone.shm.exists != 0 {
+        ctx.sh = shpool.data as *mut Shared;
         return Status::NGX_OK.0;
     }
-    let sh = ngx_slab_alloc(ctx.shpool, mem::size_of::<Shared>()) as *mut Shared;
+    // SAFETY: the zone's pool; nothing else runs while the cycle is being set up.
+    let sh = unsafe { ngx_slab_alloc(shpool, mem::size_of::<Shared>()) } as *mut Shared;
     if sh.is_null() {
         return Status::NGX_ERROR.0;
     }
-    ptr::write_bytes(sh, 0, 1);
-    let q = ptr::addr_of_mut!((*sh).sessions);
-    (*q).prev = q;
-    (*q).next = q;
-    (*ctx.shpool).data = sh.cast();
+    // SAFETY: a fresh allocation of a Shared; an empty queue links to itself.
+    unsafe {
+        ptr::write_bytes(sh, 0, 1);
+        let q = ptr::addr_of_mut!((*sh).sessions);
+        (*q).prev = q;
+        (*q).next = q;
+    }
+    shpool.data = sh.cast();
     // A full zone is this module's to report, once a minute, not the allocator's at crit.
-    (*ctx.shpool).set_log_nomem(0);
+    shpool.set_log_nomem(0);
     // Other slab messages name the zone, as limit_conn's do.
-    let name = String::from_utf8_lossy((*zone).shm.name.as_bytes()).into_owned();
+    let name = String::from_utf8_lossy(zone.shm.name.as_bytes()).into_owned();
     let text = format!(" in websockify_zone \"{name}\"\0");
-    let log_ctx = ngx_slab_alloc(ctx.shpool, text.len()) as *mut u8;
+    // SAFETY: as for the first allocation.
+    let log_ctx = unsafe { ngx_slab_alloc(shpool, text.len()) } as *mut u8;
     if log_ctx.is_null() {
         return Status::NGX_ERROR.0;
     }
-    ptr::copy_nonoverlapping(text.as_ptr(), log_ctx, text.len());
-    (*ctx.shpool).log_ctx = log_ctx;
+    // SAFETY: log_ctx is a fresh allocation of text.len() bytes.
+    unsafe { ptr::copy_nonoverlapping(text.as_ptr(), log_ctx, text.len()) };
+    shpool.log_ctx = log_ctx;
     ctx.sh = sh;
     Status::NGX_OK.0
 }
@@ -173,12 +218,18 @@ pub struct Locked {
 }
 
 impl Locked {
+    /// # Safety
+    /// `zone` is null or a zone that set_zone added, in this cycle.
     pub unsafe fn new(zone: *mut ngx_shm_zone_t) -> Option<Self> {
-        let ctx = zone.as_ref()?.data as *mut ZoneCtx;
-        if ctx.is_null() || (*ctx).sh.is_null() {
-            return None;
+        // SAFETY: see # Safety; such a zone's data is its ZoneCtx.
+        let ctx = unsafe { zone.as_ref() }?.data as *mut ZoneCtx;
+        // SAFETY: a ZoneCtx in the cycle's pool; a set sh means init_zone set the pool.
+        unsafe {
+            if ctx.is_null() || (*ctx).sh.is_null() {
+                return None;
+            }
+            ngx_shmtx_lock(&mut (*(*ctx).shpool).mutex);
         }
-        ngx_shmtx_lock(&mut (*(*ctx).shpool).mutex);
         Some(Self { ctx })
     }
 
@@ -349,6 +400,9 @@ pub fn own_start() -> u64 {
 }
 
 /// Logs that the zone is full, at most once a minute per worker.
+///
+/// # Safety
+/// `log` is a live log and `zone` a zone of this cycle.
 pub unsafe fn warn_full(log: *mut ngx_log_t, zone: *mut ngx_shm_zone_t) {
     thread_local! {
         static LAST: core::cell::Cell<i64> = const { core::cell::Cell::new(i64::MIN) };
@@ -358,7 +412,8 @@ pub unsafe fn warn_full(log: *mut ngx_log_t, zone: *mut ngx_shm_zone_t) {
         return;
     }
     LAST.with(|l| l.set(now));
-    let name = String::from_utf8_lossy((*zone).shm.name.as_bytes()).into_owned();
+    // SAFETY: see # Safety.
+    let name = String::from_utf8_lossy(unsafe { (*zone).shm.name.as_bytes() }).into_owned();
     ngx_log_error!(
         NGX_LOG_WARN,
         log,

@@ -14,6 +14,9 @@ pub fn merge<T: PartialEq + Copy>(cur: &mut T, prev: T, unset: T, default: T) {
 }
 
 /// The directive's name and its arguments.
+///
+/// # Safety
+/// `cf` and `cmd` are what nginx passes to the directive's setter, during that call.
 pub unsafe fn arguments(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
@@ -31,6 +34,9 @@ pub unsafe fn arguments(
 }
 
 /// The directive's name and its single argument.
+///
+/// # Safety
+/// As for `arguments`.
 pub unsafe fn directive(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t) -> (&'static str, ngx_str_t) {
     // SAFETY: as for arguments.
     let (name, args) = unsafe { arguments(cf, cmd) };
@@ -38,17 +44,23 @@ pub unsafe fn directive(cf: *mut ngx_conf_t, cmd: *mut ngx_command_t) -> (&'stat
 }
 
 /// Reports a directive given twice at one level, as nginx's slots do.
+///
+/// # Safety
+/// `cf` is the configuration being parsed (the log macro reads it).
 pub unsafe fn duplicate(cf: *mut ngx_conf_t, name: &str) -> *mut c_char {
     ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{name}\" directive is duplicate");
     NGX_CONF_ERROR
 }
 
 /// A C string from nginx (an error text), when there is one.
+///
+/// # Safety
+/// `p` is null or a NUL-terminated string that outlives `'a`.
 pub unsafe fn cstr<'a>(p: *const c_char) -> Option<&'a str> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: nginx's error texts are NUL-terminated static strings.
+    // SAFETY: see # Safety; nginx's error texts are static.
     unsafe { core::ffi::CStr::from_ptr(p) }.to_str().ok()
 }
 

@@ -57,8 +57,11 @@ struct Pos {
 }
 
 impl Pos {
+    /// # Safety
+    /// `cf` is the configuration being parsed.
     unsafe fn here(cf: *mut ngx_conf_t) -> Option<Pos> {
-        let file = (*cf).conf_file.as_ref()?;
+        // SAFETY: while parsing, cf->conf_file is null or the file being read.
+        let file = unsafe { (*cf).conf_file.as_ref() }?;
         Some(Pos {
             file: String::from_utf8_lossy(file.file.name.as_bytes()).into_owned(),
             line: file.line,
@@ -142,7 +145,7 @@ pub enum Content {
 }
 
 /// Merges a location's configuration with its parent's.
-pub unsafe fn merge_loc_conf(
+pub fn merge_loc_conf(
     cf: &mut ngx_conf_t,
     prev: &mut LocConf,
     conf: &mut LocConf,
@@ -187,7 +190,8 @@ pub unsafe fn merge_loc_conf(
         UNSET_MSEC,
         DEFAULT_PING,
     );
-    if !target::merge(cf, &mut conf.upstream, &mut prev.upstream) {
+    // SAFETY: cf is the live configuration nginx is merging.
+    if !unsafe { target::merge(cf, &mut conf.upstream, &mut prev.upstream) } {
         return Err(Invalid);
     }
     if conf.session_timeout.is_none() {
@@ -202,7 +206,7 @@ pub unsafe fn merge_loc_conf(
 
 /// This module's configuration of a location not merged yet. The crate's accessors take a
 /// request or a configuration context, not a core location's own array.
-unsafe fn own_conf(clcf: &ngx_http_core_loc_conf_t) -> Option<&LocConf> {
+fn own_conf(clcf: &ngx_http_core_loc_conf_t) -> Option<&LocConf> {
     // SAFETY: loc_conf holds one configuration per HTTP module, ours at our ctx_index.
     unsafe { (*clcf.loc_conf.add(Websockify::module().ctx_index) as *const LocConf).as_ref() }
 }
@@ -210,13 +214,9 @@ unsafe fn own_conf(clcf: &ngx_http_core_loc_conf_t) -> Option<&LocConf> {
 /// Warnings for a location with a target whose merged configuration is legal but cannot
 /// do what it says. Only where it is certain: rules at http or server level may serve
 /// some other location.
-unsafe fn warn_useless(
-    cf: *mut ngx_conf_t,
-    clcf: &ngx_http_core_loc_conf_t,
-    conf: &LocConf,
-    own_allow: bool,
-) {
-    let Some(target) = conf.target.as_ref() else {
+fn warn_useless(cf: &ngx_conf_t, clcf: &ngx_http_core_loc_conf_t, conf: &LocConf, own_allow: bool) {
+    // SAFETY: a set target points to the Target that set_pass wrote in the cycle's pool.
+    let Some(target) = (unsafe { conf.target.as_ref() }) else {
         return;
     };
     if conf.ping_interval != 0 && conf.ping_interval >= conf.read_timeout {
@@ -254,20 +254,26 @@ unsafe fn warn_useless(
 
 /// Whether a location nested below uses this level's `websockify_allow` rules: a variable
 /// target that inherits them, at any depth, without rules of its own in between.
-unsafe fn allow_used_below(clcf: &ngx_http_core_loc_conf_t) -> bool {
-    let Some(head) = clcf.locations.as_ref() else {
+fn allow_used_below(clcf: &ngx_http_core_loc_conf_t) -> bool {
+    // SAFETY: a location's `locations` is null or the queue of its nested locations
+    // (ngx_http_add_location), each entry an ngx_http_location_queue_t.
+    let Some(head) = (unsafe { clcf.locations.as_ref() }) else {
         return false;
     };
     let mut q = head.next;
     while !q.is_null() && !ptr::eq(q, head) {
-        let lq = &*(q as *const ngx_http_location_queue_t);
-        q = lq.queue.next;
-        let child = if lq.exact.is_null() {
-            lq.inclusive
-        } else {
-            lq.exact
+        // SAFETY: as above; the entry's exact or inclusive is its location's core conf.
+        let (lq, child) = unsafe {
+            let lq = &*(q as *const ngx_http_location_queue_t);
+            let child = if lq.exact.is_null() {
+                lq.inclusive
+            } else {
+                lq.exact
+            };
+            (lq, child.as_ref())
         };
-        let Some(child) = child.as_ref() else {
+        q = lq.queue.next;
+        let Some(child) = child else {
             continue;
         };
         // Not merged yet: a nested location's own directives only.
@@ -277,7 +283,9 @@ unsafe fn allow_used_below(clcf: &ngx_http_core_loc_conf_t) -> bool {
         if !conf.allow.is_empty() {
             continue;
         }
-        if matches!(conf.target.as_ref(), Some(Target::Dynamic(_))) || allow_used_below(child) {
+        // SAFETY: a set target points to the Target that set_pass wrote in the cycle's pool.
+        let target = unsafe { conf.target.as_ref() };
+        if matches!(target, Some(Target::Dynamic(_))) || allow_used_below(child) {
             return true;
         }
     }
@@ -285,19 +293,14 @@ unsafe fn allow_used_below(clcf: &ngx_http_core_loc_conf_t) -> bool {
 }
 
 /// A warning about a directive found while merging, in `ngx_conf_log_error`'s format.
-unsafe fn warn(cf: *mut ngx_conf_t, at: Option<&Pos>, message: core::fmt::Arguments) {
+fn warn(cf: &ngx_conf_t, at: Option<&Pos>, message: core::fmt::Arguments) {
     match at {
         Some(at) => {
-            ngx_log_error!(
-                NGX_LOG_WARN,
-                (*cf).log,
-                "{message} in {}:{}",
-                at.file,
-                at.line
-            );
+            ngx_log_error!(NGX_LOG_WARN, cf.log, "{message} in {}:{}", at.file, at.line);
         }
         None => {
-            ngx_conf_log_error!(NGX_LOG_WARN, cf, "{message}");
+            // nginx only reads cf here.
+            ngx_conf_log_error!(NGX_LOG_WARN, ptr::from_ref(cf).cast_mut(), "{message}");
         }
     }
 }
@@ -312,35 +315,48 @@ fn show_msec(ms: ngx_msec_t) -> String {
 }
 
 /// A value with variables, compiled.
+///
+/// # Safety
+/// `cf` is the configuration being parsed.
 unsafe fn compile(cf: *mut ngx_conf_t, value: &mut ngx_str_t) -> Option<ngx_http_complex_value_t> {
-    let mut cv: ngx_http_complex_value_t = mem::zeroed();
-    let mut ccv: ngx_http_compile_complex_value_t = mem::zeroed();
+    // SAFETY: both are plain C structs that nginx zero-fills before use.
+    let (mut cv, mut ccv): (ngx_http_complex_value_t, ngx_http_compile_complex_value_t) =
+        unsafe { (mem::zeroed(), mem::zeroed()) };
     ccv.cf = cf;
     ccv.value = value;
     ccv.complex_value = &mut cv;
-    (ngx_http_compile_complex_value(&mut ccv) == 0).then_some(cv)
+    // SAFETY: ccv names the live cf, the value and where the result goes.
+    (unsafe { ngx_http_compile_complex_value(&mut ccv) } == 0).then_some(cv)
 }
 
 /// `websockify_session_timeout off | TIME | $variable;`
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and `cmd` and this module's location
+/// configuration as `conf`.
 pub unsafe extern "C" fn set_session_timeout(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let conf = &mut *(conf as *mut LocConf);
-    let (name, mut value) = directive(cf, cmd);
+    // SAFETY: see # Safety.
+    let (conf, (name, mut value)) = unsafe { (&mut *(conf as *mut LocConf), directive(cf, cmd)) };
     if conf.session_timeout.is_some() {
-        return duplicate(cf, name);
+        // SAFETY: cf is the live configuration.
+        return unsafe { duplicate(cf, name) };
     }
+    // SAFETY: value is the directive's argument, a string in the cycle's pool.
     let lifetime = if value.as_bytes() == b"off" {
         Lifetime::Off
-    } else if ngx_http_script_variables_count(&mut value) > 0 {
-        let Some(cv) = compile(cf, &mut value) else {
+    } else if unsafe { ngx_http_script_variables_count(&mut value) } > 0 {
+        // SAFETY: cf is the live configuration.
+        let Some(cv) = (unsafe { compile(cf, &mut value) }) else {
             return NGX_CONF_ERROR;
         };
         Lifetime::Var(cv)
     } else {
-        match ngx_msec_t::try_from(ngx_parse_time(&mut value, 0)) {
+        // SAFETY: as for ngx_http_script_variables_count.
+        match ngx_msec_t::try_from(unsafe { ngx_parse_time(&mut value, 0) }) {
             Ok(ms) if ms > 0 => Lifetime::Fixed(ms),
             _ => {
                 ngx_conf_log_error!(
@@ -358,24 +374,32 @@ pub unsafe extern "C" fn set_session_timeout(
 }
 
 /// ngx_conf_merge_*_value: the level's own value, else the parent's, else the default.
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and `cmd` and this module's location
+/// configuration as `conf`.
 pub unsafe extern "C" fn set_pass(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let conf = &mut *(conf as *mut LocConf);
-    let (name, mut value) = directive(cf, cmd);
+    // SAFETY: see # Safety.
+    let (conf, (name, mut value)) = unsafe { (&mut *(conf as *mut LocConf), directive(cf, cmd)) };
     if !conf.target.is_null() {
-        return duplicate(cf, name);
+        // SAFETY: cf is the live configuration.
+        return unsafe { duplicate(cf, name) };
     }
-    let target = if ngx_http_script_variables_count(&mut value) > 0 {
-        let Some(cv) = compile(cf, &mut value) else {
+    // SAFETY: value is the directive's argument, a string in the cycle's pool.
+    let target = if unsafe { ngx_http_script_variables_count(&mut value) } > 0 {
+        // SAFETY: cf is the live configuration.
+        let Some(cv) = (unsafe { compile(cf, &mut value) }) else {
             return NGX_CONF_ERROR;
         };
         Target::Dynamic(cv)
     } else {
         let url = || {
-            let mut u: ngx_url_t = mem::zeroed();
+            // SAFETY: ngx_url_t is a plain C struct that nginx zero-fills before use.
+            let mut u: ngx_url_t = unsafe { mem::zeroed() };
             u.url = value;
             u.default_port = DEFAULT_PORT;
             // Host names and groups are resolved by the upstream module, like proxy_pass.
@@ -384,8 +408,10 @@ pub unsafe extern "C" fn set_pass(
         };
         // Parsed here first so that a bad value is reported with the directive's name.
         let mut check = url();
-        if ngx_parse_url((*cf).pool, &mut check) != 0 {
-            let why = cstr(check.err).unwrap_or("invalid address");
+        // SAFETY: cf is the live configuration; check is a filled ngx_url_t.
+        if unsafe { ngx_parse_url((*cf).pool, &mut check) } != 0 {
+            // SAFETY: err is null or one of ngx_parse_url's static texts.
+            let why = unsafe { cstr(check.err) }.unwrap_or("invalid address");
             ngx_conf_log_error!(
                 NGX_LOG_EMERG,
                 cf,
@@ -395,71 +421,103 @@ pub unsafe extern "C" fn set_pass(
             return NGX_CONF_ERROR;
         }
         let mut u = url();
-        let uscf = ngx_http_upstream_add(cf, &mut u, 0);
+        // SAFETY: as for ngx_parse_url.
+        let uscf = unsafe { ngx_http_upstream_add(cf, &mut u, 0) };
         if uscf.is_null() {
             return NGX_CONF_ERROR;
         }
         Target::Static(uscf)
     };
-    let slot = ngx_pcalloc((*cf).pool, mem::size_of::<Target>()) as *mut Target;
+    // SAFETY: cf is the live configuration; its pool lives as long as the cycle.
+    let slot = unsafe { ngx_pcalloc((*cf).pool, mem::size_of::<Target>()) } as *mut Target;
     if slot.is_null() {
         return NGX_CONF_ERROR;
     }
-    slot.write(target);
+    // SAFETY: a fresh allocation of a Target's size (pcalloc aligns to a word).
+    unsafe { slot.write(target) };
     conf.target = slot;
-    conf.pass_at = Pos::here(cf);
+    // SAFETY: cf is the live configuration.
+    conf.pass_at = unsafe { Pos::here(cf) };
     NGX_CONF_OK
 }
 
+/// `websockify_buffer_size SIZE;`
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and `cmd` and this module's location
+/// configuration as `conf`.
 pub unsafe extern "C" fn set_size(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    set_value(cf, cmd, conf, UNSET_SIZE, "a size from 256 to 16m", |v| {
-        usize::try_from(ngx_parse_size(v))
+    let parse = |v: &mut ngx_str_t| {
+        // SAFETY: v is the directive's argument, a string in the cycle's pool.
+        usize::try_from(unsafe { ngx_parse_size(v) })
             .ok()
             .filter(|size| (MIN_BUFFER..=MAX_BUFFER).contains(size))
-    })
+    };
+    // SAFETY: nginx's setter arguments; cmd->offset names a usize field of LocConf.
+    unsafe { set_value(cf, cmd, conf, UNSET_SIZE, "a size from 256 to 16m", parse) }
 }
 
+/// The three `websockify_*_timeout TIME;`.
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and `cmd` and this module's location
+/// configuration as `conf`.
 pub unsafe extern "C" fn set_msec(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    set_value(cf, cmd, conf, UNSET_MSEC, "a time above 0", |v| {
-        ngx_msec_t::try_from(ngx_parse_time(v, 0))
+    let parse = |v: &mut ngx_str_t| {
+        // SAFETY: v is the directive's argument, a string in the cycle's pool.
+        ngx_msec_t::try_from(unsafe { ngx_parse_time(v, 0) })
             .ok()
             .filter(|&ms| ms > 0)
-    })
+    };
+    // SAFETY: nginx's setter arguments; cmd->offset names an ngx_msec_t field of LocConf.
+    unsafe { set_value(cf, cmd, conf, UNSET_MSEC, "a time above 0", parse) }
 }
 
 /// `websockify_ping_interval off | TIME;`
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and `cmd` and this module's location
+/// configuration as `conf`.
 pub unsafe extern "C" fn set_ping(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    set_value(
-        cf,
-        cmd,
-        conf,
-        UNSET_MSEC,
-        "\"off\" or a time above 0",
-        |v| {
-            if v.as_bytes() == b"off" {
-                return Some(0);
-            }
-            ngx_msec_t::try_from(ngx_parse_time(v, 0))
-                .ok()
-                .filter(|&ms| ms > 0)
-        },
-    )
+    let parse = |v: &mut ngx_str_t| {
+        if v.as_bytes() == b"off" {
+            return Some(0);
+        }
+        // SAFETY: v is the directive's argument, a string in the cycle's pool.
+        ngx_msec_t::try_from(unsafe { ngx_parse_time(v, 0) })
+            .ok()
+            .filter(|&ms| ms > 0)
+    };
+    // SAFETY: nginx's setter arguments; cmd->offset names an ngx_msec_t field of LocConf.
+    unsafe {
+        set_value(
+            cf,
+            cmd,
+            conf,
+            UNSET_MSEC,
+            "\"off\" or a time above 0",
+            parse,
+        )
+    }
 }
 
 /// Stores the directive's parsed argument in the field at `cmd->offset`; a value that
 /// does not parse is reported with the directive's name and what it must be.
+///
+/// # Safety
+/// As for a setter, and `cmd->offset` names a field of type `T` in `conf`.
 unsafe fn set_value<T: Copy + PartialEq>(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
@@ -468,10 +526,13 @@ unsafe fn set_value<T: Copy + PartialEq>(
     must_be: &str,
     parse: impl FnOnce(&mut ngx_str_t) -> Option<T>,
 ) -> *mut c_char {
-    let (name, mut value) = directive(cf, cmd);
-    let field = &mut *((conf as *mut u8).add((*cmd).offset) as *mut T);
+    // SAFETY: see # Safety.
+    let (name, mut value) = unsafe { directive(cf, cmd) };
+    // SAFETY: see # Safety.
+    let field = unsafe { &mut *((conf as *mut u8).add((*cmd).offset) as *mut T) };
     if *field != unset {
-        return duplicate(cf, name);
+        // SAFETY: cf is the live configuration.
+        return unsafe { duplicate(cf, name) };
     }
     match parse(&mut value) {
         Some(v) => {
@@ -491,19 +552,24 @@ unsafe fn set_value<T: Copy + PartialEq>(
 }
 
 /// `websockify_allow HOST [PORTS];`
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and `cmd` and this module's location
+/// configuration as `conf`.
 pub unsafe extern "C" fn set_allow(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let conf = &mut *(conf as *mut LocConf);
-    let (name, args) = arguments(cf, cmd);
+    // SAFETY: see # Safety.
+    let (conf, (name, args)) = unsafe { (&mut *(conf as *mut LocConf), arguments(cf, cmd)) };
     let host = args.first().map(show).unwrap_or_default();
     let ports = args.get(1).map(show);
     match Rule::parse(&host, ports.as_deref()) {
         Ok(rule) => {
             if conf.allow.is_empty() {
-                conf.allow_at = Pos::here(cf);
+                // SAFETY: cf is the live configuration.
+                conf.allow_at = unsafe { Pos::here(cf) };
             }
             conf.allow.push(rule);
             NGX_CONF_OK
@@ -522,13 +588,17 @@ pub unsafe extern "C" fn set_allow(
 }
 
 /// `websockify_allow_origin ORIGIN ...;`
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and `cmd` and this module's location
+/// configuration as `conf`.
 pub unsafe extern "C" fn set_allow_origin(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let conf = &mut *(conf as *mut LocConf);
-    let (name, args) = arguments(cf, cmd);
+    // SAFETY: see # Safety.
+    let (conf, (name, args)) = unsafe { (&mut *(conf as *mut LocConf), arguments(cf, cmd)) };
     for arg in args {
         match Origin::parse(&show(arg)) {
             Ok(origin) => conf.origins.push(origin),

@@ -109,8 +109,12 @@ impl UpstreamConf {
 
 /// ngx_stream_proxy_merge_srv_conf's TLS part, `proxy_protocol` and `proxy_bind`.
 /// `prev` may receive this level's TLS context (see `merge_ssl`).
+///
+/// # Safety
+/// `cf` is the configuration being merged.
 pub unsafe fn merge(cf: *mut ngx_conf_t, conf: &mut UpstreamConf, prev: &mut UpstreamConf) -> bool {
-    if !merge_ssl(cf, conf, prev) {
+    // SAFETY: see # Safety.
+    if !unsafe { merge_ssl(cf, conf, prev) } {
         return false;
     }
     merge_value(&mut conf.ssl_enable, prev.ssl_enable, UNSET, 0);
@@ -147,23 +151,31 @@ pub unsafe fn merge(cf: *mut ngx_conf_t, conf: &mut UpstreamConf, prev: &mut Ups
         conf.proxy_protocol = Some(prev.proxy_protocol.unwrap_or(ProxyProtocol::Off));
     }
     merge_ptr(&mut conf.local, prev.local);
-    conf.ssl_enable == 0 || set_ssl(cf, conf)
+    // SAFETY: see # Safety; merge_ssl has set conf.ssl.
+    conf.ssl_enable == 0 || unsafe { set_ssl(cf, conf) }
 }
 
 /// ngx_stream_proxy_merge_ssl: a level without TLS settings of its own uses its parent's
 /// context; the first such level below `http` leaves its (still empty) context there, so
 /// that every server inherits the one that gets created.
+///
+/// # Safety
+/// `cf` is the configuration being merged.
 unsafe fn merge_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf, prev: &mut UpstreamConf) -> bool {
     let preserve = conf.ssl_unset();
     if preserve && !prev.ssl.is_null() {
         conf.ssl = prev.ssl;
         return true;
     }
-    conf.ssl = ngx_pcalloc((*cf).pool, mem::size_of::<TargetSsl>()).cast();
-    let Some(target_ssl) = conf.ssl.as_mut() else {
+    // SAFETY: cf is the live configuration.
+    let (pool, log) = unsafe { ((*cf).pool, (*cf).log) };
+    // SAFETY: a zeroed TargetSsl (nginx's own starts so) in the cycle's pool.
+    conf.ssl = unsafe { ngx_pcalloc(pool, mem::size_of::<TargetSsl>()) }.cast();
+    // SAFETY: null or the allocation just made.
+    let Some(target_ssl) = (unsafe { conf.ssl.as_mut() }) else {
         return false;
     };
-    target_ssl.ssl.log = (*cf).log;
+    target_ssl.ssl.log = log;
     if preserve {
         prev.ssl = conf.ssl;
     }
@@ -171,31 +183,51 @@ unsafe fn merge_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf, prev: &mut Ups
 }
 
 /// ngx_stream_proxy_set_ssl: the client context, made once per distinct configuration.
+///
+/// # Safety
+/// `cf` is the configuration being merged and `conf.ssl` was set by `merge_ssl`.
 unsafe fn set_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf) -> bool {
-    let target_ssl = &mut *conf.ssl;
+    // SAFETY: see # Safety.
+    let (target_ssl, log) = unsafe { (&mut *conf.ssl, (*cf).log) };
     let ssl: *mut ngx_ssl_t = &mut target_ssl.ssl;
-    if !(*ssl).ctx.is_null() {
+    // SAFETY: ssl points into target_ssl, alive for the cycle.
+    if !unsafe { (*ssl).ctx.is_null() } {
         return true;
     }
-    if ngx_ssl_create(ssl, conf.ssl_protocols, ptr::null_mut()) != Status::NGX_OK.0 {
+    // SAFETY: ssl is an unset context of the cycle's pool; nginx fills it.
+    if unsafe { ngx_ssl_create(ssl, conf.ssl_protocols, ptr::null_mut()) } != Status::NGX_OK.0 {
         return false;
     }
-    let cln = ngx_pool_cleanup_add((*cf).pool, 0);
+    // SAFETY: cf is the live configuration.
+    let cln = unsafe { ngx_pool_cleanup_add((*cf).pool, 0) };
     if cln.is_null() {
-        ngx_ssl_cleanup_ctx(ssl.cast());
+        // SAFETY: the context ngx_ssl_create just made.
+        unsafe { ngx_ssl_cleanup_ctx(ssl.cast()) };
         return false;
     }
-    (*cln).handler = Some(ngx_ssl_cleanup_ctx);
-    (*cln).data = ssl.cast();
-    if ngx_ssl_ciphers(cf, ssl, &mut conf.ssl_ciphers, 0) != Status::NGX_OK.0 {
+    // SAFETY: a fresh cleanup entry of the cycle's pool.
+    unsafe {
+        (*cln).handler = Some(ngx_ssl_cleanup_ctx);
+        (*cln).data = ssl.cast();
+    }
+    // SAFETY: cf is live, ssl the context above, the ciphers a string of this level.
+    if unsafe { ngx_ssl_ciphers(cf, ssl, &mut conf.ssl_ciphers, 0) } != Status::NGX_OK.0 {
         return false;
     }
-    if let Some(cert) = conf.ssl_certificate.as_mut().filter(|c| c.value.len > 0) {
-        let Some(key) = conf.ssl_certificate_key.as_mut() else {
+    // SAFETY: after merging, the certificate pointers are null or values compiled by
+    // nginx's complex value slot in the cycle's pool.
+    let (cert, key) = unsafe {
+        (
+            conf.ssl_certificate.as_mut(),
+            conf.ssl_certificate_key.as_mut(),
+        )
+    };
+    if let Some(cert) = cert.filter(|c| c.value.len > 0) {
+        let Some(key) = key else {
             let shown = String::from_utf8_lossy(cert.value.as_bytes());
             ngx_log_error!(
                 NGX_LOG_EMERG,
-                (*cf).log,
+                log,
                 "no \"websockify_ssl_certificate_key\" is defined for certificate \"{shown}\""
             );
             return false;
@@ -203,8 +235,10 @@ unsafe fn set_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf) -> bool {
         // With variables, each connection loads its own (target_tls::certificate).
         if cert.lengths.is_null()
             && key.lengths.is_null()
-            && ngx_ssl_certificate(cf, ssl, &mut cert.value, &mut key.value, ptr::null_mut())
-                != Status::NGX_OK.0
+            // SAFETY: cf is live, ssl the context above, cert and key its file names.
+            && unsafe {
+                ngx_ssl_certificate(cf, ssl, &mut cert.value, &mut key.value, ptr::null_mut())
+            } != Status::NGX_OK.0
         {
             return false;
         }
@@ -213,33 +247,40 @@ unsafe fn set_ssl(cf: *mut ngx_conf_t, conf: &mut UpstreamConf) -> bool {
         if conf.ssl_trusted_certificate.len == 0 {
             ngx_log_error!(
                 NGX_LOG_EMERG,
-                (*cf).log,
+                log,
                 "no websockify_ssl_trusted_certificate for websockify_ssl_verify"
             );
             return false;
         }
-        if ngx_ssl_trusted_certificate(
-            cf,
-            ssl,
-            &mut conf.ssl_trusted_certificate,
-            conf.ssl_verify_depth as isize,
-        ) != Status::NGX_OK.0
-        {
+        // SAFETY: cf is live, ssl the context above, the file name a string of this level.
+        let rc = unsafe {
+            ngx_ssl_trusted_certificate(
+                cf,
+                ssl,
+                &mut conf.ssl_trusted_certificate,
+                conf.ssl_verify_depth as isize,
+            )
+        };
+        if rc != Status::NGX_OK.0 {
             return false;
         }
     }
     let id = &mut target_ssl.session_context;
-    if RAND_bytes(id.as_mut_ptr(), id.len() as _) != 1
-        || SSL_CTX_set_session_id_context((*ssl).ctx, id.as_ptr(), id.len() as _) != 1
-    {
+    // SAFETY: id is a 16-byte buffer; (*ssl).ctx the context ngx_ssl_create made.
+    if unsafe {
+        RAND_bytes(id.as_mut_ptr(), id.len() as _) != 1
+            || SSL_CTX_set_session_id_context((*ssl).ctx, id.as_ptr(), id.len() as _) != 1
+    } {
         ngx_log_error!(
             NGX_LOG_EMERG,
-            (*cf).log,
+            log,
             "websockify: cannot set the TLS session id context for the target"
         );
         return false;
     }
-    ngx_ssl_client_session_cache(cf, ssl, conf.ssl_session_reuse as ngx_uint_t) == Status::NGX_OK.0
+    // SAFETY: cf is live, ssl the context above.
+    let rc = unsafe { ngx_ssl_client_session_cache(cf, ssl, conf.ssl_session_reuse as ngx_uint_t) };
+    rc == Status::NGX_OK.0
 }
 
 /// ngx_conf_merge_str_value: unset strings have a NULL data pointer.
@@ -272,13 +313,22 @@ fn literal(s: &'static core::ffi::CStr) -> ngx_str_t {
 }
 
 /// `websockify_ssl_protocols NAME ...;` as ngx_conf_set_bitmask_slot parses it.
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and `cmd` and this module's location
+/// configuration as `conf`; `cmd->offset` names its `upstream`.
 pub unsafe extern "C" fn set_protocols(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let conf = &mut *(conf.byte_add((*cmd).offset) as *mut UpstreamConf);
-    let (_, args) = arguments(cf, cmd);
+    // SAFETY: see # Safety.
+    let (conf, (_, args)) = unsafe {
+        (
+            &mut *(conf.byte_add((*cmd).offset) as *mut UpstreamConf),
+            arguments(cf, cmd),
+        )
+    };
     let mask = &mut conf.ssl_protocols;
     if *mask == 0 {
         *mask = NGX_CONF_BITMASK_SET as ngx_uint_t;
@@ -299,16 +349,26 @@ pub unsafe extern "C" fn set_protocols(
 }
 
 /// `websockify_proxy_protocol on | off | v2;`
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and `cmd` and this module's location
+/// configuration as `conf`; `cmd->offset` names its `upstream`.
 pub unsafe extern "C" fn set_proxy_protocol(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let conf = &mut *(conf.byte_add((*cmd).offset) as *mut UpstreamConf);
-    let (name, args) = arguments(cf, cmd);
+    // SAFETY: see # Safety.
+    let (conf, (name, args)) = unsafe {
+        (
+            &mut *(conf.byte_add((*cmd).offset) as *mut UpstreamConf),
+            arguments(cf, cmd),
+        )
+    };
     let value = args.first().copied().unwrap_or_default();
     if conf.proxy_protocol.is_some() {
-        return duplicate(cf, name);
+        // SAFETY: cf is the live configuration.
+        return unsafe { duplicate(cf, name) };
     }
     conf.proxy_protocol = Some(match value.as_bytes() {
         b"on" => ProxyProtocol::V1,
