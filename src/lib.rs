@@ -23,6 +23,7 @@ mod conf;
 #[deny(unsafe_op_in_unsafe_fn)]
 mod directives;
 #[cfg(not(any(test, fuzzing)))]
+#[deny(unsafe_op_in_unsafe_fn)]
 mod request;
 #[cfg(not(any(test, fuzzing)))]
 #[deny(unsafe_op_in_unsafe_fn)]

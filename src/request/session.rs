@@ -16,6 +16,13 @@ use crate::relay::core::{End, Relay, Stats};
 use crate::zone::Record;
 use crate::Websockify;
 
+/// Invariant (upheld by `new`'s caller; `r` and `conf` are written only there): `r` is the
+/// live request whose pool holds this session and `conf` its location configuration;
+/// `zone` and `record` are null or a zone of this cycle and this session's record there.
+///
+/// The request's upstream (`peer`, `target`) exists only once `connect::begin` has made
+/// it, and ending the request may free the session: functions that need the one or may
+/// do the other stay `unsafe` and say so.
 pub struct Session {
     pub r: *mut ngx_http_request_t,
     pub conf: *const LocConf,
@@ -39,7 +46,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(r: *mut ngx_http_request_t, conf: &LocConf, accept: Accept) -> Session {
+    /// # Safety
+    /// `r` is a live request whose pool will hold the session, `conf` its location
+    /// configuration.
+    pub unsafe fn new(r: *mut ngx_http_request_t, conf: &LocConf, accept: Accept) -> Session {
         Session {
             r,
             conf,
@@ -58,20 +68,29 @@ impl Session {
     }
 
     /// The peer connection: the request's upstream holds it, for the balancers.
+    ///
+    /// # Safety
+    /// The request's upstream exists (`connect::begin` made it).
     pub unsafe fn peer(&self) -> *mut ngx_peer_connection_t {
-        &mut (*(*self.r).upstream).peer
+        // SAFETY: r is live (invariant), its upstream exists (# Safety).
+        unsafe { &mut (*(*self.r).upstream).peer }
     }
 
+    /// # Safety
+    /// As for `peer`.
     pub unsafe fn target(&self) -> *mut ngx_connection_t {
-        (*self.peer()).connection
+        // SAFETY: as for peer.
+        unsafe { (*self.peer()).connection }
     }
 
-    pub unsafe fn client(&self) -> *mut ngx_connection_t {
-        (*self.r).connection
+    pub fn client(&self) -> *mut ngx_connection_t {
+        // SAFETY: r is live (invariant).
+        unsafe { (*self.r).connection }
     }
 
-    pub unsafe fn log(&self) -> *mut ngx_log_t {
-        (*self.client()).log
+    pub fn log(&self) -> *mut ngx_log_t {
+        // SAFETY: a live request's connection is live.
+        unsafe { (*self.client()).log }
     }
 
     pub fn conf(&self) -> &LocConf {
@@ -97,6 +116,9 @@ impl Session {
 }
 
 /// The session of a request, if it has one (variables are read in subrequests too).
+///
+/// # Safety
+/// `r` is a live request.
 pub unsafe fn session_of<'a>(r: *mut ngx_http_request_t) -> Option<&'a Session> {
     // SAFETY: the caller passes a live request; its main request's ctx slot holds a
     // Session or null.
@@ -106,12 +128,18 @@ pub unsafe fn session_of<'a>(r: *mut ngx_http_request_t) -> Option<&'a Session> 
 
 /// The session the request's event handlers work on. The crate's `get_module_ctx` gives a
 /// shared reference only; an event handler is the one user of the session at that moment.
+///
+/// # Safety
+/// `r` is a live request and no other reference to its session is in use.
 pub unsafe fn session_mut<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut Session> {
     // SAFETY: as in session_of; nginx runs one handler at a time per worker.
     unsafe { (*(*r).ctx.add(Websockify::module().ctx_index) as *mut Session).as_mut() }
 }
 
 /// Makes `s` the request's session, found again by session_of and session_mut.
+///
+/// # Safety
+/// `r` is a live request and `s` a session that lives as long as it.
 pub unsafe fn attach(r: *mut ngx_http_request_t, s: *mut Session) {
     // SAFETY: the caller passes a live request and a session that lives as long as it.
     let r = unsafe { Request::from_ngx_http_request(r) };

@@ -22,14 +22,23 @@ use crate::zone::{self, Locked};
 use crate::Websockify;
 
 /// `websockify_status zone=NAME;`
+///
+/// # Safety
+/// nginx calls it with the directive's `cf` and this module's location configuration as
+/// `conf`.
 pub unsafe extern "C" fn set_status(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let conf = &mut *(conf as *mut LocConf);
-    let args = &*(*cf).args;
-    let args = core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts);
+    // SAFETY: see # Safety; while a directive is parsed, cf->args holds its words.
+    let (conf, args) = unsafe {
+        let args = &*(*cf).args;
+        (
+            &mut *(conf as *mut LocConf),
+            core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts),
+        )
+    };
     let Some(arg) = args.get(1) else {
         return NGX_CONF_ERROR;
     };
@@ -58,40 +67,51 @@ pub unsafe extern "C" fn set_status(
         len: name.len(),
         data: name.as_ptr().cast_mut(),
     };
-    let zone = zone::find(cf, &mut name);
+    // SAFETY: cf is the live configuration.
+    let zone = unsafe { zone::find(cf, &mut name) };
     if zone.is_null() {
         return NGX_CONF_ERROR;
     }
     conf.status_zone = zone;
-    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(&*cf) else {
+    // SAFETY: as above.
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
         return NGX_CONF_ERROR;
     };
     clcf.handler = Some(handler);
     NGX_CONF_OK
 }
 
+/// The content handler of a `websockify_status` location.
+///
+/// # Safety
+/// nginx calls it with a live request in its content phase.
 pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    let Some(conf) = Websockify::location_conf(&*r) else {
+    // SAFETY: see # Safety.
+    let (conf, log) = unsafe { (Websockify::location_conf(&*r), (*(*r).connection).log) };
+    let Some(conf) = conf else {
         return HTTPStatus::INTERNAL_SERVER_ERROR.0 as ngx_int_t;
     };
     if conf.status_zone.is_null() {
         ngx_log_error!(
             NGX_LOG_ERR,
-            (*(*r).connection).log,
+            log,
             "websockify: no zone for websockify_status in this location"
         );
         return HTTPStatus::INTERNAL_SERVER_ERROR.0 as ngx_int_t;
     }
-    let rc = ngx_http_discard_request_body(r);
+    // SAFETY: see # Safety.
+    let rc = unsafe { ngx_http_discard_request_body(r) };
     if rc != Status::NGX_OK.0 {
         return rc;
     }
-    let method = (*r).method;
+    // SAFETY: see # Safety.
+    let (method, args, uri) = unsafe { ((*r).method, (*r).args, (*r).uri) };
     if method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize != 0 {
-        let Some(format) = Format::from_args((*r).args.as_bytes()) else {
+        let Some(format) = Format::from_args(args.as_bytes()) else {
             return HTTPStatus::BAD_REQUEST.0 as ngx_int_t;
         };
-        let Some(mut zone) = Locked::new(conf.status_zone) else {
+        // SAFETY: status_zone is a zone that set_zone added (set_status found it).
+        let Some(mut zone) = (unsafe { Locked::new(conf.status_zone) }) else {
             return HTTPStatus::INTERNAL_SERVER_ERROR.0 as ngx_int_t;
         };
         let snapshot = zone.snapshot();
@@ -103,13 +123,15 @@ pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
                 snapshot.render(format),
             ),
         };
-        return respond(r, HTTPStatus::OK, kind, body.as_bytes());
+        // SAFETY: see # Safety.
+        return unsafe { respond(r, HTTPStatus::OK, kind, body.as_bytes()) };
     }
     if method & NGX_HTTP_DELETE as usize != 0 {
-        let Some(id) = status::session_id((*r).uri.as_bytes()) else {
+        let Some(id) = status::session_id(uri.as_bytes()) else {
             return HTTPStatus::NOT_FOUND.0 as ngx_int_t;
         };
-        let Some(mut zone) = Locked::new(conf.status_zone) else {
+        // SAFETY: as for GET.
+        let Some(mut zone) = (unsafe { Locked::new(conf.status_zone) }) else {
             return HTTPStatus::INTERNAL_SERVER_ERROR.0 as ngx_int_t;
         };
         let found = zone.revoke(id);
@@ -120,22 +142,28 @@ pub unsafe extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         }
         ngx_log_error!(
             NGX_LOG_INFO,
-            (*(*r).connection).log,
+            log,
             "websockify: session {id} revoked through the status location"
         );
         let body = format!("{{\"id\":\"{id}\",\"revoked\":true}}\n");
-        return respond(r, HTTPStatus::ACCEPTED, "application/json", body.as_bytes());
+        // SAFETY: see # Safety.
+        return unsafe { respond(r, HTTPStatus::ACCEPTED, "application/json", body.as_bytes()) };
     }
     HTTPStatus::NOT_ALLOWED.0 as ngx_int_t
 }
 
+/// Sends the whole response.
+///
+/// # Safety
+/// `r` is a live request whose header is not sent yet.
 unsafe fn respond(
     r: *mut ngx_http_request_t,
     status: HTTPStatus,
     kind: &'static str,
     body: &[u8],
 ) -> ngx_int_t {
-    let out = &mut (*r).headers_out;
+    // SAFETY: see # Safety.
+    let out = unsafe { &mut (*r).headers_out };
     out.status = status.into();
     out.content_length_n = body.len() as i64;
     out.content_type = ngx_str_t {
@@ -144,22 +172,31 @@ unsafe fn respond(
     };
     out.content_type_len = kind.find(';').unwrap_or(kind.len());
     out.content_type_lowcase = ptr::null_mut();
-    let rc = ngx_http_send_header(r);
-    if rc == Status::NGX_ERROR.0 || rc > Status::NGX_OK.0 || (*r).header_only() != 0 {
+    // SAFETY: see # Safety.
+    let rc = unsafe { ngx_http_send_header(r) };
+    // SAFETY: see # Safety.
+    if rc == Status::NGX_ERROR.0 || rc > Status::NGX_OK.0 || unsafe { (*r).header_only() } != 0 {
         return rc;
     }
-    let b: *mut ngx_buf_t = ngx_create_temp_buf((*r).pool, body.len().max(1));
+    // SAFETY: the live request's pool, and its main request.
+    let (b, main): (*mut ngx_buf_t, _) =
+        unsafe { (ngx_create_temp_buf((*r).pool, body.len().max(1)), (*r).main) };
     if b.is_null() {
         return Status::NGX_ERROR.0;
     }
-    ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
-    (*b).last = (*b).last.add(body.len());
+    // SAFETY: b is a fresh buffer of at least body.len() bytes.
+    let b = unsafe {
+        ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
+        (*b).last = (*b).last.add(body.len());
+        &mut *b
+    };
     // Subrequests (SSI) get the body too, as from stub_status.
-    (*b).set_last_buf(u32::from(r == (*r).main));
-    (*b).set_last_in_chain(1);
+    b.set_last_buf(u32::from(r == main));
+    b.set_last_in_chain(1);
     let mut out = ngx_chain_t {
         buf: b,
         next: ptr::null_mut(),
     };
-    ngx_http_output_filter(r, &mut out)
+    // SAFETY: see # Safety; nginx copies the chain link it keeps.
+    unsafe { ngx_http_output_filter(r, &mut out) }
 }

@@ -39,43 +39,52 @@ const VARIABLES: [(&str, Get); 7] = [
 pub struct NoMemory;
 
 /// Preconfiguration: registers the variables.
+///
+/// # Safety
+/// `cf` is the http block being parsed.
 pub unsafe fn add(cf: *mut ngx_conf_t) -> Result<(), NoMemory> {
     for (i, (name, _)) in VARIABLES.iter().enumerate() {
         let mut name = ngx_str_t {
             len: name.len(),
             data: name.as_ptr().cast_mut(),
         };
-        let v = ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as usize);
-        if v.is_null() {
+        // SAFETY: see # Safety; nginx copies the name.
+        let v = unsafe { ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as usize) };
+        // SAFETY: null or the variable nginx just added.
+        let Some(v) = (unsafe { v.as_mut() }) else {
             return Err(NoMemory);
-        }
-        (*v).get_handler = Some(get);
-        (*v).data = i;
+        };
+        v.get_handler = Some(get);
+        v.data = i;
     }
     Ok(())
 }
 
+/// # Safety
+/// nginx calls it with a live request and the value to fill.
 unsafe extern "C" fn get(
     r: *mut ngx_http_request_t,
     v: *mut ngx_http_variable_value_t,
     data: usize,
 ) -> ngx_int_t {
-    let value = session::session_of(r)
-        .zip(VARIABLES.get(data))
-        .and_then(|(s, (_, get))| get(s));
+    // SAFETY: see # Safety.
+    let (s, v) = unsafe { (session::session_of(r), &mut *v) };
+    let value = s.zip(VARIABLES.get(data)).and_then(|(s, (_, get))| get(s));
     let Some(value) = value else {
-        (*v).set_not_found(1);
+        v.set_not_found(1);
         return Status::NGX_OK.0;
     };
-    let p = ngx_pnalloc((*r).pool, value.len()) as *mut u8;
+    // SAFETY: the live request's pool.
+    let p = unsafe { ngx_pnalloc((*r).pool, value.len()) } as *mut u8;
     if p.is_null() {
         return Status::NGX_ERROR.0;
     }
-    ptr::copy_nonoverlapping(value.as_ptr(), p, value.len());
-    (*v).set_len(value.len() as u32);
-    (*v).set_valid(1);
-    (*v).set_no_cacheable(1);
-    (*v).set_not_found(0);
-    (*v).data = p;
+    // SAFETY: p has value.len() bytes.
+    unsafe { ptr::copy_nonoverlapping(value.as_ptr(), p, value.len()) };
+    v.set_len(value.len() as u32);
+    v.set_valid(1);
+    v.set_no_cacheable(1);
+    v.set_not_found(0);
+    v.data = p;
     Status::NGX_OK.0
 }
