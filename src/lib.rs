@@ -12,25 +12,23 @@
 //! The nginx layers are left out of test builds: they link against symbols only an nginx
 //! binary provides. The one name every layer uses is the module itself, re-exported here.
 
+// Every unsafe operation sits in its own block with a SAFETY line, unsafe fns included.
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod protocol;
 pub mod relay;
 pub mod status;
 
 #[cfg(not(any(test, fuzzing)))]
-#[deny(unsafe_op_in_unsafe_fn)]
 mod conf;
 #[cfg(not(any(test, fuzzing)))]
-#[deny(unsafe_op_in_unsafe_fn)]
 mod directives;
 #[cfg(not(any(test, fuzzing)))]
-#[deny(unsafe_op_in_unsafe_fn)]
 mod request;
 #[cfg(not(any(test, fuzzing)))]
-#[deny(unsafe_op_in_unsafe_fn)]
 mod zone;
 
 #[cfg(not(any(test, fuzzing)))]
-#[deny(unsafe_op_in_unsafe_fn)]
 mod module;
 
 #[cfg(not(any(test, fuzzing)))]
