@@ -607,3 +607,56 @@ for ([1, '/a', '/b'], [2, '/ga', '/gb'], [3, '/a12', '/b12']) {
     is $c->{status}, 101, "$T: $good after $bad: 101";
     $c->close;
 }
+
+
+
+=== TEST 22: a TLS connection from the group's keepalive cache is not taken: it was verified under proxy_pass's settings
+proxy_pass https:// leaves a TLS connection idle in the group's keepalive cache. A session
+must not adopt it: the location's own trust would be skipped (and the connection's TLS
+callbacks are proxy's). It gets a connection of its own, verified as its location says.
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_VALGRIND} ? 'the keepalive cache times out under valgrind before the session takes it' : undef
+--- http_config
+    upstream vnc_ka {
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        keepalive 4;
+    }
+--- config
+    location /p {
+        proxy_pass https://vnc_ka;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+    }
+    location /ws-other {
+        websockify_pass vnc_ka;
+        websockify_ssl on;
+        websockify_ssl_verify on;
+        websockify_ssl_name vnc.test;
+        websockify_ssl_trusted_certificate $TEST_NGINX_PKI_OTHER_CA;
+    }
+    location /ws {
+        websockify_pass vnc_ka;
+        websockify_ssl on;
+        websockify_ssl_verify on;
+        websockify_ssl_name vnc.test;
+        websockify_ssl_trusted_certificate $TEST_NGINX_PKI_CA;
+    }
+--- ws_test
+my $t = tls_target(1, 'server', echo => 0,
+    banner => "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nhi\n");
+my $proxied = sub {
+    my $p = http_raw("GET /p HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    is $p->{status}, 200, "$T: proxied request";
+};
+$proxied->();
+is $t->connections, 1, "$T: one TLS connection, idle in the cache";
+my $c = ws_connect(path => '/ws-other');
+is $c->{status}, 502, "$T: the cached connection was not taken: the untrusted server is refused";
+ok wait_until(sub { $t->connections == 2 }, 5), "$T: a connection of its own";
+like error_log_text(), qr/websockify: target "127\.0\.0\.1:\d+" SSL certificate verify error/,
+    "$T: verified under this location's trust";
+$proxied->();
+my $n = $t->connections;
+$c = ws_connect(path => '/ws');
+is $c->{status}, 101, "$T: trusted: 101";
+ok wait_until(sub { $t->connections == $n + 1 }, 5), "$T: on a new connection, not the cached one";
+$c->close;

@@ -13,15 +13,15 @@ use core::{mem, ptr};
 use ngx::core::Status;
 use ngx::ffi::{
     getsockopt, ngx_add_timer, ngx_connection_t, ngx_current_msec, ngx_del_timer, ngx_destroy_pool,
-    ngx_event_connect_peer, ngx_event_t, ngx_http_block_reading, ngx_http_complex_value,
-    ngx_http_empty_handler, ngx_http_finalize_request, ngx_http_request_t,
+    ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_http_block_reading,
+    ngx_http_complex_value, ngx_http_empty_handler, ngx_http_finalize_request, ngx_http_request_t,
     ngx_http_run_posted_requests, ngx_http_upstream_create,
     ngx_http_upstream_create_round_robin_peer, ngx_http_upstream_resolved_t,
-    ngx_http_upstream_srv_conf_t, ngx_parse_url, ngx_pcalloc, ngx_pool_cleanup_add, ngx_pool_t,
-    ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start, ngx_resolver_addr_t,
-    ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_socket_errno, ngx_str_t, ngx_url_t, recv,
-    socklen_t, MSG_PEEK, NGX_EAGAIN, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR, NGX_LOG_INFO,
-    NGX_PEER_FAILED, SOL_SOCKET, SO_ERROR,
+    ngx_http_upstream_srv_conf_t, ngx_parse_url, ngx_pcalloc, ngx_peer_connection_t,
+    ngx_pool_cleanup_add, ngx_pool_t, ngx_resolve_name, ngx_resolve_name_done, ngx_resolve_start,
+    ngx_resolver_addr_t, ngx_resolver_ctx_t, ngx_resolver_strerror, ngx_socket_errno, ngx_str_t,
+    ngx_url_t, recv, socklen_t, MSG_PEEK, NGX_EAGAIN, NGX_HTTP_UPSTREAM_CREATE, NGX_LOG_ERR,
+    NGX_LOG_INFO, NGX_PEER_FAILED, SOL_SOCKET, SO_ERROR,
 };
 use ngx::http::{
     HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule,
@@ -448,7 +448,7 @@ pub unsafe fn connect(s: &mut Session) {
             let pc = s.peer();
             (*pc).log = log;
             (*pc).start_time = ngx_current_msec;
-            (pc, Status(ngx_event_connect_peer(pc)))
+            (pc, connect_peer(pc))
         };
         if rc == Status::NGX_ERROR {
             // A local failure (no free connection, no socket), logged by nginx: not the
@@ -512,6 +512,44 @@ pub unsafe fn connect(s: &mut Session) {
                 return unsafe { connected(s) };
             }
         }
+    }
+}
+
+/// Connects the peer the balancer chooses. A TLS connection from the group's keepalive
+/// cache (left there by `proxy_pass https://`) is not taken: it was verified under that
+/// location's settings, not this one's, and its TLS callbacks expect the upstream module's
+/// request. It is closed as the keepalive module closes one, and the same peer connected
+/// anew, as if the cache had been empty.
+///
+/// # Safety
+/// `pc` is the request's upstream peer, with its balancer set up.
+unsafe fn connect_peer(pc: *mut ngx_peer_connection_t) -> Status {
+    // SAFETY: see # Safety.
+    let rc = Status(unsafe { ngx_event_connect_peer(pc) });
+    if rc != Status::NGX_DONE {
+        return rc;
+    }
+    // SAFETY: NGX_DONE hands over a live connection in pc.
+    let c = unsafe { (*pc).connection };
+    // SAFETY: as above.
+    if unsafe { (*c).ssl.is_null() } {
+        return rc;
+    }
+    // SAFETY: the cached connection is ours alone now; its pool is the keepalive module's.
+    unsafe {
+        let pool = (*c).pool;
+        setup::close(c, true);
+        if !pool.is_null() {
+            ngx_destroy_pool(pool);
+        }
+        (*pc).connection = ptr::null_mut();
+        (*pc).set_cached(0);
+        // The peer stays chosen: connect to it without asking the balancer again.
+        let get = (*pc).get;
+        (*pc).get = Some(ngx_event_get_peer);
+        let rc = Status(ngx_event_connect_peer(pc));
+        (*pc).get = get;
+        rc
     }
 }
 
