@@ -66,7 +66,7 @@ pub fn settle(s: &mut Session, received: u64) {
         return;
     }
     // SAFETY: nginx's cached clock, written only by this worker's thread.
-    state.response_time = unsafe { ngx_current_msec }.saturating_sub(start);
+    state.response_time = unsafe { ngx_current_msec }.wrapping_sub(start);
     state.bytes_received = received.try_into().unwrap_or(ngx::ffi::off_t::MAX);
     if let Some(c) = c {
         state.bytes_sent = c.sent;

@@ -901,7 +901,7 @@ unsafe fn established(s: &mut Session) {
         if (*(*c).write).timer_set() != 0 {
             ngx_del_timer((*c).write);
         }
-        ngx_current_msec.saturating_sub((*s.peer()).start_time)
+        ngx_current_msec.wrapping_sub((*s.peer()).start_time)
     };
     if let Some(state) = attempt::current(s) {
         state.connect_time = elapsed;

@@ -25,6 +25,7 @@ use super::session::{attach, session_mut, Session};
 use super::upgrade;
 use crate::conf::{Lifetime, LocConf};
 use crate::protocol::handshake::Accept;
+use crate::relay::clock::Clock;
 use crate::relay::core::{self, Action, Close, End, Io, Level, Msec, Note, Ready, Relay};
 use crate::status::{self, Text};
 use crate::zone::{self, Locked};
@@ -309,9 +310,14 @@ unsafe extern "C" fn sync_handler(_ev: *mut ngx_event_t) {
     }
 }
 
+thread_local! {
+    static CLOCK: RefCell<Clock> = const { RefCell::new(Clock::new(ngx_msec_t::BITS)) };
+}
+
 fn now() -> Msec {
     // SAFETY: nginx's cached clock, written only by this worker's thread.
-    unsafe { ngx_current_msec as Msec }
+    let raw = unsafe { ngx_current_msec } as u64;
+    CLOCK.with(|c| c.borrow_mut().at(raw))
 }
 
 /// The 101 still waits in nginx's output chain or in the TLS layer's buffer.
