@@ -19,6 +19,7 @@ use ngx::{ngx_conf_log_error, ngx_log_error};
 
 use ngx::http::HttpModule;
 
+use crate::conf::args::{arguments, duplicate};
 use crate::relay::core::{Cause, Stats};
 use crate::status::{self, Probe, Session, Snapshot, Totals};
 use crate::Websockify;
@@ -65,27 +66,17 @@ struct ZoneCtx {
 /// `conf`.
 pub unsafe extern "C" fn set_zone(
     cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
+    cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: see # Safety; while a directive is parsed, cf->args holds its words.
-    let (conf, args) = unsafe {
-        let args = &*(*cf).args;
-        (
-            &mut *(conf as *mut MainConf),
-            core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts),
-        )
-    };
-    let (Some(name), Some(size)) = (args.get(1), args.get(2)) else {
+    // SAFETY: see # Safety.
+    let (conf, (directive, args)) = unsafe { (&mut *(conf as *mut MainConf), arguments(cf, cmd)) };
+    let (Some(name), Some(size)) = (args.first(), args.get(1)) else {
         return NGX_CONF_ERROR;
     };
     if !conf.zone.is_null() {
-        ngx_conf_log_error!(
-            NGX_LOG_EMERG,
-            cf,
-            "\"websockify_zone\" directive is duplicate"
-        );
-        return NGX_CONF_ERROR;
+        // SAFETY: cf is the live configuration.
+        return unsafe { duplicate(cf, directive) };
     }
     let mut size_str = *size;
     // SAFETY: the directive's argument; ngx_pagesize is set once at startup.

@@ -286,3 +286,25 @@ is_deeply \@warn, [
     'websockify_ping_interval 60s is not below websockify_read_timeout 60s: '
     . 'an idle session ends before its first heartbeat ping @ ' . conf_line('location /at-default '),
 ], "$T: 60s is not below the default, 59s is" or diag $out;
+
+
+
+=== TEST 20: websockify_zone twice
+--- http_config
+    websockify_zone a 1m;
+    websockify_zone b 1m;
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*(?:"websockify_zone" directive is duplicate)/
+
+
+
+=== TEST 21: websockify_status twice in one location
+--- http_config
+    websockify_zone a 1m;
+--- config
+    location /st { websockify_status zone=a; websockify_status zone=a; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*(?:"websockify_status" directive is duplicate)/

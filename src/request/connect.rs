@@ -784,10 +784,8 @@ unsafe extern "C" fn handshake_handler(t: *mut ngx_connection_t) {
 /// As for `finalize`, and the request's upstream exists.
 unsafe fn shutting_down(s: &mut Session) {
     let log = s.log();
-    // SAFETY: see # Safety; the peer's name is null or its balancer's string.
-    let name = unsafe { (*s.peer()).name.as_ref() }
-        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
-        .unwrap_or_default();
+    // SAFETY: see # Safety.
+    let name = unsafe { s.peer_name() }.unwrap_or_default();
     ngx_log_error!(
         NGX_LOG_INFO,
         log,
@@ -855,10 +853,8 @@ unsafe fn peer_failed(s: &mut Session, status: HTTPStatus, why: Option<&str>) ->
     let pc = unsafe { s.peer() };
     let log = s.log();
     if let Some(why) = why {
-        // SAFETY: the peer's name is null or its balancer's string.
-        let name = unsafe { (*pc).name.as_ref() }
-            .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
-            .unwrap_or_default();
+        // SAFETY: see # Safety.
+        let name = unsafe { s.peer_name() }.unwrap_or_default();
         ngx_log_error!(
             NGX_LOG_ERR,
             log,

@@ -140,9 +140,8 @@ pub unsafe fn start(s: &mut Session) {
     // SAFETY: this worker's own pid, set at its start; c is live.
     let (pid, number) = unsafe { (ngx_pid, (*c).number) };
     s.id = Some(format!("{pid}-{number}"));
-    // SAFETY: the upstream exists; the peer's name is null or its balancer's string.
-    s.target_name = unsafe { (*s.peer()).name.as_ref() }
-        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
+    // SAFETY: the upstream exists.
+    s.target_name = unsafe { s.peer_name() };
     // SAFETY: see # Safety.
     unsafe {
         track(s);

@@ -76,6 +76,16 @@ impl Session {
         unsafe { &mut (*(*self.r).upstream).peer }
     }
 
+    /// The chosen peer's name (`host:port` or `unix:path`), for log lines and the zone.
+    ///
+    /// # Safety
+    /// As for `peer`.
+    pub unsafe fn peer_name(&self) -> Option<String> {
+        // SAFETY: see # Safety; the peer's name is null or its balancer's string.
+        unsafe { (*self.peer()).name.as_ref() }
+            .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+    }
+
     /// # Safety
     /// As for `peer`.
     pub unsafe fn target(&self) -> *mut ngx_connection_t {

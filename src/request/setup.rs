@@ -345,10 +345,8 @@ pub unsafe fn handshake_done(s: &mut Session, t: *mut ngx_connection_t) -> Step 
 /// As for `handshake_done`.
 unsafe fn verified(s: &mut Session, t: *mut ngx_connection_t) -> bool {
     let log = s.log();
-    // SAFETY: see # Safety; the peer's name is null or its balancer's string.
-    let peer = unsafe { (*s.peer()).name.as_ref() }
-        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
-        .unwrap_or_default();
+    // SAFETY: see # Safety.
+    let peer = unsafe { s.peer_name() }.unwrap_or_default();
     // SAFETY: t's TLS connection, its handshake done.
     let rc = unsafe { SSL_get_verify_result((*(*t).ssl).connection) };
     if rc != X509_V_OK as _ {

@@ -16,6 +16,7 @@ use ngx::http::HTTPStatus;
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
+use crate::conf::args::{arguments, duplicate};
 use crate::conf::LocConf;
 use crate::status::{self, Format};
 use crate::zone::{self, Locked};
@@ -28,18 +29,12 @@ use crate::Websockify;
 /// `conf`.
 pub unsafe extern "C" fn set_status(
     cf: *mut ngx_conf_t,
-    _cmd: *mut ngx_command_t,
+    cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: see # Safety; while a directive is parsed, cf->args holds its words.
-    let (conf, args) = unsafe {
-        let args = &*(*cf).args;
-        (
-            &mut *(conf as *mut LocConf),
-            core::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts),
-        )
-    };
-    let Some(arg) = args.get(1) else {
+    // SAFETY: see # Safety.
+    let (conf, (directive, args)) = unsafe { (&mut *(conf as *mut LocConf), arguments(cf, cmd)) };
+    let Some(arg) = args.first() else {
         return NGX_CONF_ERROR;
     };
     let Some(name) = arg
@@ -56,12 +51,8 @@ pub unsafe extern "C" fn set_status(
         return NGX_CONF_ERROR;
     };
     if !conf.status_zone.is_null() {
-        ngx_conf_log_error!(
-            NGX_LOG_EMERG,
-            cf,
-            "\"websockify_status\" directive is duplicate"
-        );
-        return NGX_CONF_ERROR;
+        // SAFETY: cf is the live configuration.
+        return unsafe { duplicate(cf, directive) };
     }
     let mut name = ngx_str_t {
         len: name.len(),
