@@ -6,14 +6,16 @@
 //! flag, which the owner reads on its sync timer.
 
 use core::ffi::{c_char, c_void};
-use core::{mem, ptr};
+use core::mem;
+use core::ptr::{self, NonNull};
 
+use ngx::collections::queue::{NgxQueue, NgxQueueEntry};
 use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_int_t, ngx_log_t, ngx_parse_size, ngx_pid, ngx_queue_t,
-    ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc,
-    ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, ngx_time,
-    NGX_LOG_EMERG, NGX_LOG_WARN,
+    ngx_command_t, ngx_conf_t, ngx_int_t, ngx_log_t, ngx_parse_size, ngx_pid, ngx_queue_init,
+    ngx_queue_insert_before, ngx_queue_remove, ngx_queue_t, ngx_shared_memory_add, ngx_shm_zone_t,
+    ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc, ngx_slab_alloc_locked, ngx_slab_free_locked,
+    ngx_slab_pool_t, ngx_str_t, ngx_time, NGX_LOG_EMERG, NGX_LOG_WARN,
 };
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
@@ -51,6 +53,18 @@ pub struct Record {
     /// First: a queue link is a record's address.
     link: ngx_queue_t,
     session: Session,
+}
+
+// SAFETY: `link` is the first field of a repr(C) Record and links it into
+// `Shared::sessions` only, so a link's address is its record's.
+unsafe impl NgxQueueEntry for Record {
+    fn from_queue(link: NonNull<ngx_queue_t>) -> NonNull<Record> {
+        link.cast()
+    }
+
+    fn to_queue(&mut self) -> &mut ngx_queue_t {
+        &mut self.link
+    }
 }
 
 /// Per configuration cycle; `shm_zone->data`.
@@ -178,12 +192,10 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, data: *mut c_void) -> 
     if sh.is_null() {
         return Status::NGX_ERROR.0;
     }
-    // SAFETY: a fresh allocation of a Shared; an empty queue links to itself.
+    // SAFETY: a fresh allocation of a Shared.
     unsafe {
         ptr::write_bytes(sh, 0, 1);
-        let q = ptr::addr_of_mut!((*sh).sessions);
-        (*q).prev = q;
-        (*q).next = q;
+        ngx_queue_init(ptr::addr_of_mut!((*sh).sessions));
     }
     shpool.data = sh.cast();
     // A full zone is this module's to report, once a minute, not the allocator's at crit.
@@ -232,16 +244,9 @@ impl Locked {
     /// Every record, oldest first.
     fn records(&mut self) -> Vec<*mut Record> {
         let head = ptr::addr_of_mut!(self.sh().sessions);
-        let mut out = Vec::new();
         // SAFETY: the queue links only records of this zone; the lock is held.
-        unsafe {
-            let mut q = (*head).next;
-            while q != head {
-                out.push(q.cast::<Record>());
-                q = (*q).next;
-            }
-        }
-        out
+        let queue = unsafe { NgxQueue::<Record>::from_ptr_mut(head) };
+        queue.iter_mut().map(ptr::from_mut).collect()
     }
 
     /// Records a new session; None when the zone is full (counted as untracked).
@@ -259,11 +264,7 @@ impl Locked {
         // SAFETY: a fresh record inserted at the queue's tail (ngx_queue_insert_tail).
         unsafe {
             ptr::addr_of_mut!((*rec).session).write(session);
-            let link = ptr::addr_of_mut!((*rec).link);
-            (*link).prev = (*head).prev;
-            (*(*link).prev).next = link;
-            (*link).next = head;
-            (*head).prev = link;
+            ngx_queue_insert_before(head, ptr::addr_of_mut!((*rec).link));
         }
         Some(rec)
     }
@@ -290,11 +291,9 @@ impl Locked {
     }
 
     fn free(&mut self, rec: *mut Record) {
-        // SAFETY: unlinks (ngx_queue_remove) and frees a record of this zone, locked.
+        // SAFETY: unlinks and frees a record of this zone, locked.
         unsafe {
-            let link = ptr::addr_of_mut!((*rec).link);
-            (*(*link).next).prev = (*link).prev;
-            (*(*link).prev).next = (*link).next;
+            ngx_queue_remove(ptr::addr_of_mut!((*rec).link));
             ngx_slab_free_locked((*self.ctx).shpool, rec.cast());
         }
     }
