@@ -17,12 +17,15 @@ use std::ops::Range;
 
 use crate::protocol::codec::{self, ControlFrame, Decoder, Event, Framer, Mode, ProtocolError};
 use crate::relay::buffer::Buf;
+use crate::relay::gate::{Gate, Refusal};
 
 /// Milliseconds on nginx's clock.
 pub type Msec = u64;
 
 pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// The browser broke RFB (the gateway's handshake, or the view-only filter).
+pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
 /// The server ended the session (`DELETE` on the status location), reason "revoked".
 pub const CLOSE_REVOKED: u16 = 4000;
@@ -107,6 +110,7 @@ pub enum Note {
     GoingAway,
     Expired(Msec),
     Revoked,
+    Rfb(Refusal),
 }
 
 impl Note {
@@ -143,6 +147,7 @@ impl fmt::Display for Note {
                 "session lifetime of {ms} ms reached, closing with {CLOSE_EXPIRED}"
             ),
             Self::Revoked => write!(f, "session revoked, closing with {CLOSE_REVOKED}"),
+            Self::Rfb(why) => write!(f, "closing with {CLOSE_POLICY}: {why}"),
         }
     }
 }
@@ -276,9 +281,13 @@ pub struct Relay {
     cfg: Config,
     decoder: Decoder,
     framer: Framer,
-    /// Client to target: payload in `up.pos..up.last`, input read up to `up_end`.
+    /// Client to target: payload in `up.pos..up.last`, input read up to `up_end`; the
+    /// payload before `up_clear` may go to the target (the RFB gate judges the rest).
     up: Buf,
     up_end: usize,
+    up_clear: usize,
+    /// The RFB layer when the gateway logged in to the server; None: a byte pipe.
+    gate: Option<Gate>,
     /// Target to client: frames in `down.pos..down.last`.
     down: Buf,
     /// The 101 is still queued in nginx: nothing else goes to the client before it.
@@ -325,6 +334,8 @@ impl Relay {
             framer: Framer::new(mode),
             up: Buf::default(),
             up_end: 0,
+            up_clear: 0,
+            gate: None,
             down: Buf::default(),
             header,
             close: None,
@@ -352,6 +363,18 @@ impl Relay {
             revoked: false,
             stats: Stats::default(),
         }
+    }
+
+    /// The gateway logged in to the VNC server: it speaks the server half of the RFB
+    /// handshake to the browser (and filters its input when `view_only`). Called before
+    /// any client payload.
+    pub fn speak_rfb(&mut self, view_only: bool) {
+        self.gate = Some(Gate::new(view_only));
+    }
+
+    /// The desktop name from the server's ServerInit, once relayed.
+    pub fn desktop(&self) -> Option<&str> {
+        self.gate.as_ref().and_then(Gate::desktop)
     }
 
     /// What the session moved so far.
@@ -448,6 +471,10 @@ impl Relay {
                 self.active_at = now;
                 let n = n.min(window.len());
                 let size = self.cfg.buffer_size;
+                if let Some(gate) = self.gate.as_mut() {
+                    let read = window.start..window.start + n;
+                    gate.server_bytes(self.down.mem(size).get(read).unwrap_or_default());
+                }
                 match kind {
                     TargetRead::Fresh => {
                         self.stats.to_client += n as u64;
@@ -494,7 +521,7 @@ impl Relay {
     pub fn target_sent(&mut self, io: Io, now: Msec) {
         match io {
             Io::Done(n) if n > 0 => {
-                let n = n.min(self.up.last - self.up.pos);
+                let n = n.min(self.up_clear - self.up.pos);
                 self.up.pos += n;
                 self.stats.from_client += n as u64;
                 self.target_stall = None;
@@ -578,24 +605,26 @@ impl Relay {
                     .unwrap_or_default();
                 Action::SendClient(rest)
             }
-            Plan::SendTarget => Action::SendTarget(self.up.ready()),
+            Plan::SendTarget => {
+                let (pos, clear) = (self.up.pos, self.up_clear);
+                Action::SendTarget(self.up.mem(clear).get(pos..).unwrap_or_default())
+            }
         }
     }
 
     /// Client to target: deliver payload, then read more into the free tail.
     fn plan_up(&mut self, ready: Ready) -> Option<Plan> {
-        if self.up.pending() {
+        if self.up_sendable() {
             if self.target_failed {
-                self.up.pos = self.up.last;
+                self.up.pos = self.up_clear;
             } else if ready.target_write {
                 return Some(Plan::SendTarget);
             }
         }
-        if !self.up.pending() {
-            // All delivered: later input starts at the front again.
-            self.up.pos = 0;
-            self.up.last = 0;
-            self.up_end = 0;
+        if !self.up_sendable() {
+            // All delivered: later input starts at the front again, behind what the RFB
+            // gate holds back.
+            self.compact_up();
         }
         let size = self.cfg.buffer_size;
         if self.client_done || self.close_sent || !ready.client_read {
@@ -615,6 +644,36 @@ impl Relay {
         Some(Plan::RecvClient)
     }
 
+    /// The gate still speaks the handshake to the browser: the server, waiting for
+    /// ClientInit, has nothing to say yet and is not read, and nothing it says may pass
+    /// the handshake's last bytes.
+    fn greeting(&self) -> bool {
+        self.gate
+            .as_ref()
+            .is_some_and(|g| g.greeting() || g.has_output())
+    }
+
+    /// Client payload the target may have now.
+    fn up_sendable(&self) -> bool {
+        self.up.pos < self.up_clear
+    }
+
+    /// Moves the payload the gate holds back (a message not complete yet) to the front of
+    /// the up buffer. Input behind the payload is always decoded: the decoder keeps a
+    /// partial header itself.
+    fn compact_up(&mut self) {
+        let (pos, last) = (self.up.pos, self.up.last);
+        if pos > 0 && last > pos {
+            let mem = self.up.mem(last);
+            mem.copy_within(pos..mem.len(), 0);
+        }
+        let held = last.saturating_sub(pos);
+        self.up.pos = 0;
+        self.up.last = held;
+        self.up_end = held;
+        self.up_clear = 0;
+    }
+
     /// Target to client: the 101 first, then frames, control frames at frame boundaries.
     fn plan_down(&mut self, ready: Ready) -> Option<Plan> {
         if self.header {
@@ -626,12 +685,22 @@ impl Relay {
             }
             return self.plan_read_behind(ready);
         }
+        let size = self.cfg.buffer_size;
+        // Between frames (no control frame half sent); before a queued close, so that an
+        // RFB failure reason reaches the browser first.
+        if self.out.is_none() && self.gate.as_ref().is_some_and(Gate::has_output) {
+            if !self.down.ensure(size) {
+                self.fail_client();
+                return None;
+            }
+            self.frame_gate_output();
+            return ready.client_write.then_some(Plan::SendData);
+        }
         self.promote_control();
         if self.out.is_some() {
             return ready.client_write.then_some(Plan::SendControl);
         }
-        let size = self.cfg.buffer_size;
-        if self.target_done || self.close_sent || !ready.target_read {
+        if self.target_done || self.close_sent || !ready.target_read || self.greeting() {
             self.down.release();
             return None;
         }
@@ -645,11 +714,25 @@ impl Relay {
         ))
     }
 
+    /// The gate's handshake bytes become a frame for the browser, as target bytes would.
+    fn frame_gate_output(&mut self) {
+        let size = self.cfg.buffer_size;
+        let window = self.framer.read_window(size);
+        let Some(gate) = self.gate.as_mut() else {
+            return;
+        };
+        let mem = self.down.mem(size);
+        let n = gate.take_output(mem.get_mut(window).unwrap_or_default());
+        let frame = self.framer.frame(mem, n);
+        self.down.pos = frame.start;
+        self.down.last = frame.end;
+    }
+
     /// More target bytes behind frames still going to the client, so both sockets stay
     /// busy; not while a control frame waits for the boundary this would push back.
     fn plan_read_behind(&mut self, ready: Ready) -> Option<Plan> {
         let waiting = self.close.is_some() || self.pong.is_some() || self.ping.is_some();
-        if waiting || self.target_done || self.close_sent || !ready.target_read {
+        if waiting || self.greeting() || self.target_done || self.close_sent || !ready.target_read {
             return None;
         }
         let window = self
@@ -691,7 +774,33 @@ impl Relay {
         }
     }
 
-    fn decode(&mut self, mut inp: usize) {
+    fn decode(&mut self, inp: usize) {
+        self.decode_frames(inp);
+        self.judge();
+    }
+
+    /// New payload passes the RFB gate, or all of it may go when there is none.
+    fn judge(&mut self) {
+        let Some(gate) = self.gate.as_mut() else {
+            self.up_clear = self.up.last;
+            return;
+        };
+        let last = self.up.last;
+        match gate.judge(self.up.mem(last), self.up_clear, last) {
+            Ok((clear, last)) => {
+                self.up_clear = clear;
+                self.up.last = last;
+            }
+            Err(why) => {
+                self.up.last = self.up_clear;
+                self.note = Some(Note::Rfb(why));
+                self.client_done = true;
+                self.begin_close(Cause::ProtocolError, Some(CLOSE_POLICY));
+            }
+        }
+    }
+
+    fn decode_frames(&mut self, mut inp: usize) {
         loop {
             let out = self.up.last;
             let end = self.up_end;
@@ -775,7 +884,7 @@ impl Relay {
     /// Ends after our close frame went out, or when the client left without one; client
     /// payload already accepted reaches the target first.
     fn over(&self) -> Option<End> {
-        let up_flushed = !self.up.pending() || self.target_failed;
+        let up_flushed = !self.up_sendable() || self.target_failed;
         let control_flushed = self.out.is_none() && self.close.is_none();
         let left = self.client_done && !self.client_sent_close;
         if !(up_flushed && control_flushed && (self.close_sent || left)) {
@@ -842,7 +951,7 @@ impl Relay {
         self.blocked = Blocked::default();
         let to_client = self.header || self.down.pending() || self.out.is_some();
         self.client_stall = to_client.then(|| self.client_stall.unwrap_or(now));
-        let to_target = self.up.pending() && !self.target_failed;
+        let to_target = self.up_sendable() && !self.target_failed;
         self.target_stall = to_target.then(|| self.target_stall.unwrap_or(now));
         let send = self.cfg.send_timeout;
         [

@@ -6,6 +6,7 @@
 pub mod buffer;
 pub mod clock;
 pub mod core;
+pub mod gate;
 pub mod pages;
 #[cfg(any(test, fuzzing))]
 pub mod sim;

@@ -191,6 +191,8 @@ struct Client {
     heartbeat: bool,
     /// Payload the target must see, in order.
     expect_up: Vec<u8>,
+    /// The RFB gate judges the payload: `expect_up` was written from the RFB script.
+    rfb: bool,
     /// Server frames being parsed, and what they gave.
     inbox: Vec<u8>,
     got: Vec<u8>,
@@ -282,6 +284,8 @@ struct World<'a> {
     target_fault: bool,
     /// When the relay said the lifetime was over.
     expired_at: Option<Msec>,
+    /// The relay speaks RFB's server half to the client (and is view-only when true).
+    rfb: Option<bool>,
     log: String,
     steps: u64,
     end: Option<End>,
@@ -323,7 +327,11 @@ impl<'a> World<'a> {
             lifetime: dice.percent(15).then(|| dice.range(1, 90_000)),
         };
         let header = dice.percent(50);
-        let client = Client::new(&mut dice, mode, cfg.ping_interval > 0);
+        let mut client = Client::new(&mut dice, mode, cfg.ping_interval > 0);
+        let rfb = dice.percent(25).then(|| dice.percent(50));
+        if let Some(view_only) = rfb {
+            client.rfb_script(&mut dice, view_only);
+        }
         let target = Target::new(&mut dice);
         let cap = |d: &mut Dice| d.pick(&[1, 7, 100, 1500, 8192, 65536, 300_000]) as usize;
         let pipe = |d: &mut Dice| Pipe {
@@ -336,11 +344,14 @@ impl<'a> World<'a> {
             pipe(&mut dice),
             pipe(&mut dice),
         );
-        let relay = Relay::new(cfg, mode, header, 0);
+        let mut relay = Relay::new(cfg, mode, header, 0);
+        if let Some(view_only) = rfb {
+            relay.speak_rfb(view_only);
+        }
         let mut log = String::new();
         let _ = writeln!(
             log,
-            "{mode:?} {cfg:?} header={header} caps c2r={} r2c={} t2r={} r2t={} client end {:?} target end {:?} ({} bytes)",
+            "{mode:?} {cfg:?} rfb={rfb:?} header={header} caps c2r={} r2c={} t2r={} r2t={} client end {:?} target end {:?} ({} bytes)",
             c2r.cap, r2c.cap, t2r.cap, r2t.cap, client.end, target.end, target.stream.len()
         );
         World {
@@ -364,6 +375,7 @@ impl<'a> World<'a> {
             trace: std::env::var_os("SIM_TRACE").is_some(),
             target_fault: false,
             expired_at: None,
+            rfb,
             log,
             steps: 0,
             end: None,
@@ -686,7 +698,7 @@ impl<'a> World<'a> {
             "target got bytes the client did not send in that order ({})",
             diff(up, &self.client.expect_up)
         );
-        let down = &self.client.got;
+        let down = self.down_payload()?;
         let sent = self
             .target
             .stream
@@ -716,6 +728,22 @@ impl<'a> World<'a> {
             2 * self.bound
         );
         Ok(())
+    }
+
+    /// What the client got from the target: with RFB, behind the gate's handshake, which
+    /// comes first and whole.
+    fn down_payload(&self) -> Result<&[u8], String> {
+        let got = &self.client.got;
+        if self.rfb.is_none() {
+            return Ok(got);
+        }
+        let n = got.len().min(GREET.len());
+        ensure!(
+            got[..n] == GREET[..n],
+            "the client's RFB handshake is wrong ({})",
+            diff(&got[..n], GREET)
+        );
+        Ok(&got[n..])
     }
 
     /// The promises of a finished session.
@@ -754,12 +782,12 @@ impl<'a> World<'a> {
                     "target EOF ends with {:?}",
                     end.code
                 );
+                let got = self.down_payload()?.len();
                 if clean && !c.reset {
                     ensure!(
-                        c.got.len() == t.sent,
-                        "target closed after {} bytes, client got {}",
+                        got == t.sent,
+                        "target closed after {} bytes, client got {got}",
                         t.sent,
-                        c.got.len()
                     );
                 }
             }
@@ -844,7 +872,7 @@ impl<'a> World<'a> {
             "from_client {} but the target got {up}",
             stats.from_client
         );
-        let down = c.got.len() as u64;
+        let down = self.down_payload()?.len() as u64;
         let delivered = clean && c.got_close.is_some() && !c.reset;
         ensure!(
             stats.to_client == down || !delivered && stats.to_client >= down,
@@ -947,7 +975,39 @@ fn diff(got: &[u8], want: &[u8]) -> String {
     )
 }
 
+/// What the gate says to a 3.8 client that picks None.
+const GREET: &[u8] = b"RFB 003.008\n\x01\x01\0\0\0\0";
+
 impl Client {
+    /// The script becomes an RFB client's: its version, None, ClientInit, then random
+    /// messages cut into WebSocket messages anywhere; the target must get ClientInit
+    /// (shared when view-only) and every message, input left out when view-only.
+    fn rfb_script(&mut self, dice: &mut Dice, view_only: bool) {
+        let shared = dice.pick(&[0u8, 1]);
+        let mut stream = Vec::new();
+        self.expect_up = vec![if view_only { 1 } else { shared }];
+        for _ in 0..dice.range(0, 40) {
+            let (msg, input) = rfb_message(dice);
+            stream.extend_from_slice(&msg);
+            if !(view_only && input) {
+                self.expect_up.extend_from_slice(&msg);
+            }
+        }
+        let mut script: VecDeque<Step> = [b"RFB 003.008\n".to_vec(), vec![1], vec![shared]]
+            .into_iter()
+            .map(Step::Data)
+            .collect();
+        while !stream.is_empty() {
+            let n = (dice.range(1, 3000) as usize).min(stream.len());
+            script.push_back(Step::Data(stream.drain(..n).collect()));
+            if dice.percent(10) {
+                script.push_back(Step::Ping(dice.blob(20)));
+            }
+        }
+        self.script = script;
+        self.rfb = true;
+    }
+
     fn new(dice: &mut Dice, mode: Mode, heartbeat: bool) -> Self {
         let mut script = VecDeque::new();
         for _ in 0..dice.range(0, 12) {
@@ -998,6 +1058,7 @@ impl Client {
             answers_pings: dice.percent(70),
             heartbeat,
             expect_up: Vec::new(),
+            rfb: false,
             inbox: Vec::new(),
             got: Vec::new(),
             got_close: None,
@@ -1080,7 +1141,9 @@ impl Client {
             Mode::Binary => (dice.pick(&[OP_BINARY, OP_TEXT]), payload.to_vec()),
             Mode::Base64 => (OP_TEXT, base64(payload).into_bytes()),
         };
-        self.expect_up.extend_from_slice(payload);
+        if !self.rfb {
+            self.expect_up.extend_from_slice(payload);
+        }
         let parts = dice.range(1, 4) as usize;
         let mut cuts: Vec<usize> = (1..parts)
             .map(|_| dice.below(wire.len() as u64 + 1) as usize)
@@ -1238,6 +1301,69 @@ impl Client {
             }
         }
     }
+}
+
+/// One client-to-server RFB message, and whether it is input.
+fn rfb_message(dice: &mut Dice) -> (Vec<u8>, bool) {
+    let mut m = vec![];
+    let input = match dice.below(10) {
+        0 => {
+            m.push(0);
+            m.extend(dice.bytes(19));
+            false
+        }
+        1 => {
+            let n = dice.below(6) as u16;
+            m.extend([2, 0]);
+            m.extend(n.to_be_bytes());
+            m.extend(dice.bytes(4 * n as usize));
+            false
+        }
+        2 | 3 => {
+            m.push(3);
+            m.extend(dice.bytes(9));
+            false
+        }
+        4 => {
+            m.push(4);
+            m.extend(dice.bytes(7));
+            true
+        }
+        5 => {
+            m.push(5);
+            m.extend(dice.bytes(5));
+            true
+        }
+        6 => {
+            let n = dice.below(300) as i32;
+            let len = if dice.percent(30) { -n } else { n };
+            m.extend([6, 0, 0, 0]);
+            m.extend(len.to_be_bytes());
+            m.extend(dice.bytes(n as usize));
+            true
+        }
+        7 => {
+            let n = dice.below(64) as u8;
+            m.extend([248, 0, 0, 0]);
+            m.extend(dice.bytes(4));
+            m.push(n);
+            m.extend(dice.bytes(usize::from(n)));
+            false
+        }
+        8 => {
+            let n = dice.below(3) as u8;
+            m.extend([251, 0]);
+            m.extend(dice.bytes(4));
+            m.extend([n, 0]);
+            m.extend(dice.bytes(16 * usize::from(n)));
+            true
+        }
+        _ => {
+            m.extend([250, 0, 1, 2]);
+            true
+        }
+    };
+    (m, input)
 }
 
 impl Target {

@@ -13,6 +13,8 @@ pub mod greet;
 pub mod login;
 mod wire;
 
+pub use wire::printable;
+
 use std::fmt;
 
 use zeroize::Zeroizing;
