@@ -48,7 +48,7 @@ const fn command(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 25] = [
+pub static mut COMMANDS: [ngx_command_t; 29] = [
     command(
         c"websockify_pass",
         (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as _,
@@ -195,6 +195,30 @@ pub static mut COMMANDS: [ngx_command_t; 25] = [
         ANY_LEVEL | NGX_CONF_TAKE12 as ngx_uint_t,
         ngx_http_upstream_bind_set_slot,
         core::mem::offset_of!(conf::LocConf, upstream.local),
+    ),
+    command(
+        c"websockify_rfb_password",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        conf::rfb::set_credential,
+        0,
+    ),
+    command(
+        c"websockify_rfb_username",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        conf::rfb::set_credential,
+        0,
+    ),
+    command(
+        c"websockify_rfb_security",
+        ANY_LEVEL | NGX_CONF_1MORE as ngx_uint_t,
+        conf::rfb::set_security,
+        0,
+    ),
+    command(
+        c"websockify_rfb_view_only",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        conf::rfb::set_view_only,
+        0,
     ),
     ngx_command_t::empty(),
 ];

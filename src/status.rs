@@ -54,6 +54,10 @@ pub struct Session {
     pub from_client: u64,
     pub to_client: u64,
     pub frames_from_client: u64,
+    /// The security type the gateway logged in to the VNC server with (empty: it did
+    /// not), and the desktop name the server gave.
+    pub rfb_security: Text<16>,
+    pub desktop: Text<64>,
     /// `DELETE` asked the owning worker to end it.
     pub revoke: bool,
 }
@@ -217,6 +221,15 @@ impl Snapshot {
                 s.to_client,
                 s.frames_from_client
             );
+            if !s.rfb_security.as_str().is_empty() {
+                out.pop();
+                let _ = write!(
+                    out,
+                    ",\"rfb_security\":{},\"desktop\":{}}}",
+                    json_str(s.rfb_security.as_str()),
+                    json_str(s.desktop.as_str())
+                );
+            }
         }
         let t = &self.totals;
         let (live_from, live_to) = self.live_bytes();
@@ -388,6 +401,8 @@ mod tests {
             from_client: from,
             to_client: to,
             frames_from_client: 3,
+            rfb_security: Text::new(b""),
+            desktop: Text::new(b""),
             revoke: false,
         }
     }
@@ -426,6 +441,27 @@ mod tests {
         );
         assert!(
             j.ends_with(",\"bytes_from_client\":116,\"bytes_to_client\":237}\n"),
+            "{j}"
+        );
+    }
+
+    #[test]
+    fn json_shows_the_rfb_login_only_for_sessions_that_had_one() {
+        let rfb = Session {
+            rfb_security: Text::new(b"x509vnc"),
+            desktop: Text::new(b"lab \"3\""),
+            ..session("1-1", "vnc:5901", 0, 0)
+        };
+        let j = Snapshot {
+            sessions: vec![session("1-2", "vnc:5902", 0, 0), rfb],
+            totals: Totals::default(),
+        }
+        .render(Format::Json);
+        assert!(j.contains(r#""frames_from_client":3},{"id":"1-1""#), "{j}");
+        assert!(
+            j.contains(
+                r#""frames_from_client":3,"rfb_security":"x509vnc","desktop":"lab \"3\""}]"#
+            ),
             "{j}"
         );
     }

@@ -23,7 +23,7 @@ use ngx::http::HttpModule;
 
 use crate::conf::args::{arguments, duplicate};
 use crate::relay::core::{Cause, Stats};
-use crate::status::{self, Probe, Session, Snapshot, Totals};
+use crate::status::{self, Probe, Session, Snapshot, Text, Totals};
 use crate::Websockify;
 
 /// A full zone is reported at most this often per worker.
@@ -269,10 +269,14 @@ impl Locked {
         Some(rec)
     }
 
-    /// Writes the session's counters; true when `DELETE` asked to end it.
-    pub fn update(&mut self, rec: *mut Record, stats: Stats) -> bool {
+    /// Writes the session's counters (and the desktop name once known); true when
+    /// `DELETE` asked to end it.
+    pub fn update(&mut self, rec: *mut Record, stats: Stats, desktop: Option<&str>) -> bool {
         // SAFETY: a record this worker added and has not removed; the lock is held.
         let s = unsafe { &mut (*rec).session };
+        if let Some(name) = desktop.filter(|_| s.desktop.as_str().is_empty()) {
+            s.desktop = Text::new(name.as_bytes());
+        }
         s.from_client = stats.from_client;
         s.to_client = stats.to_client;
         s.frames_from_client = stats.frames_from_client;

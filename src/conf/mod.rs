@@ -6,6 +6,7 @@
 //! helpers in `args`.
 
 pub mod args;
+pub mod rfb;
 pub mod target;
 
 use core::ffi::{c_char, c_void};
@@ -91,6 +92,8 @@ pub struct LocConf {
     pub session_timeout: Option<Lifetime>,
     /// `websockify_status zone=NAME`: this location serves that zone's status.
     pub status_zone: *mut ngx_shm_zone_t,
+    /// The RFB security proxy (`websockify_rfb_*`).
+    pub rfb: rfb::RfbConf,
 }
 
 /// How long a session may live after its 101.
@@ -118,6 +121,7 @@ impl Default for LocConf {
             session_timeout: None,
             status_zone: ptr::null_mut(),
             upstream: UpstreamConf::unset(),
+            rfb: rfb::RfbConf::default(),
         }
     }
 }
@@ -190,8 +194,10 @@ pub fn merge_loc_conf(
         UNSET_MSEC,
         DEFAULT_PING,
     );
+    conf.rfb.merge(&prev.rfb);
     // SAFETY: cf is the live configuration nginx is merging.
-    if !unsafe { target::merge(cf, &mut conf.upstream, &mut prev.upstream) } {
+    let rfb_tls = conf.rfb.may_start_tls();
+    if !unsafe { target::merge(cf, &mut conf.upstream, &mut prev.upstream, rfb_tls) } {
         return Err(Invalid);
     }
     if conf.session_timeout.is_none() {

@@ -108,11 +108,17 @@ impl UpstreamConf {
 }
 
 /// ngx_stream_proxy_merge_srv_conf's TLS part, `proxy_protocol` and `proxy_bind`.
-/// `prev` may receive this level's TLS context (see `merge_ssl`).
+/// `prev` may receive this level's TLS context (see `merge_ssl`). `rfb_tls`: a VeNCrypt
+/// type may start TLS inside RFB, so the context is made without `websockify_ssl on`.
 ///
 /// # Safety
 /// `cf` is the configuration being merged.
-pub unsafe fn merge(cf: *mut ngx_conf_t, conf: &mut UpstreamConf, prev: &mut UpstreamConf) -> bool {
+pub unsafe fn merge(
+    cf: *mut ngx_conf_t,
+    conf: &mut UpstreamConf,
+    prev: &mut UpstreamConf,
+    rfb_tls: bool,
+) -> bool {
     // SAFETY: see # Safety.
     if !unsafe { merge_ssl(cf, conf, prev) } {
         return false;
@@ -152,7 +158,7 @@ pub unsafe fn merge(cf: *mut ngx_conf_t, conf: &mut UpstreamConf, prev: &mut Ups
     }
     merge_ptr(&mut conf.local, prev.local);
     // SAFETY: see # Safety; merge_ssl has set conf.ssl.
-    conf.ssl_enable == 0 || unsafe { set_ssl(cf, conf) }
+    (conf.ssl_enable == 0 && !rfb_tls) || unsafe { set_ssl(cf, conf) }
 }
 
 /// ngx_stream_proxy_merge_ssl: a level without TLS settings of its own uses its parent's

@@ -31,6 +31,7 @@ use ngx::ngx_log_error;
 
 use super::addr::peer_of;
 use super::attempt;
+use super::login;
 use super::relay;
 use super::session::{session_mut, Session};
 use super::setup::{self, Local, Step};
@@ -51,6 +52,8 @@ enum Chosen {
 enum Stage {
     ProxyHeader,
     Tls,
+    /// The RFB login with the server (`websockify_rfb_*`).
+    Login,
     Done,
 }
 
@@ -58,7 +61,8 @@ impl Stage {
     fn next(self) -> Stage {
         match self {
             Stage::ProxyHeader => Stage::Tls,
-            Stage::Tls | Stage::Done => Stage::Done,
+            Stage::Tls => Stage::Login,
+            Stage::Login | Stage::Done => Stage::Done,
         }
     }
 }
@@ -683,6 +687,8 @@ unsafe fn advance(s: &mut Session, from: Stage) {
                 Stage::ProxyHeader if setup::wants_proxy_header(s) => setup::send_proxy_header(s),
                 Stage::ProxyHeader => Step::Ready,
                 Stage::Tls => setup::start_tls(s),
+                Stage::Login if s.login.is_some() => login::resume(s),
+                Stage::Login => login::start(s),
                 Stage::Done => return established(s),
             }
         };
@@ -730,6 +736,13 @@ unsafe fn wait(s: &mut Session, stage: Stage) {
                 (*(*t).read).handler = Some(ngx_http_empty_handler);
             }
             Stage::Tls => (*(*t).ssl).handler = Some(handshake_handler),
+            Stage::Login if s.login.as_ref().is_some_and(|l| l.handshaking()) => {
+                (*(*t).ssl).handler = Some(login_handshake_handler);
+            }
+            Stage::Login => {
+                (*(*t).read).handler = Some(login_handler);
+                (*(*t).write).handler = Some(login_handler);
+            }
             Stage::Done => return,
         }
         if (*(*t).write).timer_set() == 0 {
@@ -770,6 +783,57 @@ unsafe extern "C" fn handshake_handler(t: *mut ngx_connection_t) {
         let step = setup::handshake_done(s, t);
         if settle(s, Stage::Tls, step) {
             advance(s, Stage::Tls.next());
+        }
+        ngx_http_run_posted_requests(client);
+    }
+}
+
+/// The target's socket during the RFB login.
+///
+/// # Safety
+/// nginx calls it with an event of the target, its connection's `data` the session.
+unsafe extern "C" fn login_handler(ev: *mut ngx_event_t) {
+    // SAFETY: see # Safety.
+    let (s, timedout, close) = unsafe {
+        let t = (*ev).data as *mut ngx_connection_t;
+        (
+            &mut *((*t).data as *mut Session),
+            (*ev).timedout(),
+            (*t).close(),
+        )
+    };
+    let client = s.client();
+    // SAFETY: see # Safety; s is not touched afterwards.
+    unsafe {
+        if close != 0 {
+            shutting_down(s);
+        } else if timedout != 0 {
+            s.login = None;
+            let why = Some("timed out during the RFB handshake");
+            next_upstream(s, HTTPStatus::GATEWAY_TIME_OUT, why);
+        } else {
+            advance(s, Stage::Login);
+        }
+        ngx_http_run_posted_requests(client);
+    }
+}
+
+/// The TLS handshake that VeNCrypt started inside RFB.
+///
+/// # Safety
+/// nginx calls it with the target connection, its `data` the session.
+unsafe extern "C" fn login_handshake_handler(t: *mut ngx_connection_t) {
+    // SAFETY: see # Safety.
+    let s = unsafe { &mut *((*t).data as *mut Session) };
+    let client = s.client();
+    // SAFETY: see # Safety; s is touched after settle only if the request lives.
+    unsafe {
+        let step = match setup::handshake_done(s, t) {
+            Step::Ready => login::tls_done(s),
+            other => other,
+        };
+        if settle(s, Stage::Login, step) {
+            advance(s, Stage::Login.next());
         }
         ngx_http_run_posted_requests(client);
     }

@@ -8,6 +8,7 @@ pub mod addr;
 pub mod attempt;
 pub mod connect;
 pub mod handler;
+pub mod login;
 pub mod relay;
 pub mod session;
 pub mod setup;

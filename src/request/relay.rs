@@ -21,6 +21,7 @@ use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpC
 use ngx::ngx_log_error;
 
 use super::attempt;
+use super::login;
 use super::session::{attach, session_mut, Session};
 use super::upgrade;
 use crate::conf::{Lifetime, LocConf};
@@ -94,6 +95,15 @@ pub unsafe fn start(s: &mut Session) {
         unsafe { end_request(s, HTTPStatus::INTERNAL_SERVER_ERROR.0 as ngx_int_t) };
         return;
     };
+    // SAFETY: s is the request's session.
+    let Ok(view_only) = (unsafe { login::view_only(s) }) else {
+        // SAFETY: see # Safety.
+        unsafe { end_request(s, HTTPStatus::INTERNAL_SERVER_ERROR.0 as ngx_int_t) };
+        return;
+    };
+    if let Some(rfb) = s.rfb.as_mut() {
+        rfb.view_only = view_only;
+    }
     // SAFETY: r is live, its header not sent yet.
     if unsafe { upgrade::switch_protocols(r, &s.accept) }.is_err() {
         // SAFETY: see # Safety.
@@ -110,6 +120,9 @@ pub unsafe fn start(s: &mut Session) {
     };
     // SAFETY: r is live.
     let mut relay = Relay::new(cfg, s.accept.mode, unsafe { header_queued(r) }, now());
+    if let Some(rfb) = s.rfb.as_ref() {
+        relay.speak_rfb(rfb.view_only);
+    }
     // Frames the client sent right behind its handshake are already in header_in.
     // SAFETY: r is live; header_in is null or its buffer, pos..last its unread bytes.
     unsafe {
@@ -216,6 +229,8 @@ unsafe fn track(s: &mut Session) {
         from_client: 0,
         to_client: 0,
         frames_from_client: 0,
+        rfb_security: Text::new(s.rfb_security().unwrap_or_default().as_bytes()),
+        desktop: Text::new(b""),
         revoke: false,
     };
     // SAFETY: the http block's websockify_zone, of this cycle.
@@ -285,8 +300,11 @@ unsafe extern "C" fn sync_handler(_ev: *mut ngx_event_t) {
     if let Some(locked) = zone.as_mut() {
         for &s in &sessions {
             // SAFETY: as above.
-            let (stats, record) = unsafe { ((*s).stats().unwrap_or_default(), (*s).record) };
-            if locked.update(record, stats) {
+            let (stats, record, desktop) = unsafe {
+                let s = &*s;
+                (s.stats().unwrap_or_default(), s.record, s.desktop())
+            };
+            if locked.update(record, stats, desktop) {
                 revoked.push(s);
             }
         }

@@ -10,8 +10,10 @@ use ngx::ffi::{
 
 use ngx::http::{HttpModule, Request};
 
+use super::login::Login;
 use crate::conf::LocConf;
 use crate::protocol::handshake::Accept;
+use crate::protocol::rfb::Security;
 use crate::relay::core::{End, Relay, Stats};
 use crate::zone::Record;
 use crate::Websockify;
@@ -43,6 +45,18 @@ pub struct Session {
     pub record: *mut Record,
     /// Bytes read from the target, for `$upstream_bytes_received`.
     pub received: u64,
+    /// The RFB login with the server while connecting (`websockify_rfb_*`).
+    pub login: Option<Box<Login>>,
+    /// The TLS started inside RFB is anonymous (VeNCrypt tls*): nothing to verify.
+    pub tls_anonymous: bool,
+    /// What the login settled, for the variables and the status.
+    pub rfb: Option<RfbSession>,
+}
+
+/// An RFB session the gateway logged in to.
+pub struct RfbSession {
+    pub security: Security,
+    pub view_only: bool,
 }
 
 impl Session {
@@ -64,6 +78,9 @@ impl Session {
             zone: ptr::null_mut(),
             record: ptr::null_mut(),
             received: 0,
+            login: None,
+            tls_anonymous: false,
+            rfb: None,
         }
     }
 
@@ -118,6 +135,16 @@ impl Session {
 
     pub fn stats(&self) -> Option<Stats> {
         self.relay.as_ref().map(Relay::stats)
+    }
+
+    /// The security type the gateway logged in with (`$websockify_rfb_security`).
+    pub fn rfb_security(&self) -> Option<&'static str> {
+        self.rfb.as_ref().map(|r| r.security.name())
+    }
+
+    /// The desktop name from ServerInit (`$websockify_rfb_desktop`).
+    pub fn desktop(&self) -> Option<&str> {
+        self.relay.as_ref().and_then(Relay::desktop)
     }
 
     pub fn end(&self) -> Option<End> {

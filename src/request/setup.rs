@@ -231,17 +231,65 @@ unsafe fn inet(sa: *const ngx::ffi::sockaddr, len: ngx::ffi::socklen_t) -> Optio
     }
 }
 
+/// Reads from a setup step's connection: the byte count (0: end of stream), None when
+/// it would block.
+///
+/// # Safety
+/// `c` is a live connection.
+pub unsafe fn recv(c: *mut ngx_connection_t, buf: &mut [u8]) -> Result<Option<usize>, ()> {
+    // SAFETY: see # Safety.
+    let recv = unsafe { (*c).recv }.ok_or(())?;
+    // SAFETY: see # Safety; buf is writable for its length.
+    match unsafe { recv(c, buf.as_mut_ptr(), buf.len()) } {
+        n if n == Status::NGX_AGAIN.0 => Ok(None),
+        n if n < 0 => Err(()),
+        n => Ok(Some(n as usize)),
+    }
+}
+
+/// Writes for a setup step: the byte count, None when it would block.
+///
+/// # Safety
+/// `c` is a live connection.
+pub unsafe fn send(c: *mut ngx_connection_t, bytes: &[u8]) -> Result<Option<usize>, ()> {
+    // SAFETY: see # Safety.
+    let send = unsafe { (*c).send }.ok_or(())?;
+    // SAFETY: see # Safety; nginx only reads the bytes.
+    match unsafe { send(c, bytes.as_ptr().cast_mut(), bytes.len()) } {
+        n if n == Status::NGX_AGAIN.0 => Ok(None),
+        n if n < 0 => Err(()),
+        n => Ok(Some(n as usize)),
+    }
+}
+
 /// ngx_stream_proxy_ssl_init_connection.
 ///
 /// # Safety
 /// The request's upstream exists and its peer is connected (`pc->connection` set).
 pub unsafe fn start_tls(s: &mut Session) -> Step {
     // SAFETY: see # Safety; the configuration outlives this call.
-    let (conf, t, pc) = unsafe { (upstream_conf(s), target_conn(s), s.peer()) };
-    let r = s.r;
+    let (conf, t) = unsafe { (upstream_conf(s), target_conn(s)) };
     // SAFETY: t is the connected target.
     if conf.ssl_enable == 0 || !unsafe { (*t).ssl.is_null() } {
         return Step::Ready;
+    }
+    // SAFETY: see # Safety; with TLS on, merging made the context.
+    unsafe { begin_tls(s, conf.ssl_session_reuse != 0) }
+}
+
+/// The TLS handshake on the target connection with the location's context: for
+/// `websockify_ssl`, or inside RFB for a VeNCrypt type (no session reuse: a resumed
+/// session would be the plain TLS one's).
+///
+/// # Safety
+/// As for `start_tls`; the location has a TLS context (`websockify_ssl on`, or a
+/// VeNCrypt type in `websockify_rfb_security`) and `t` no TLS connection yet.
+pub unsafe fn begin_tls(s: &mut Session, reuse: bool) -> Step {
+    // SAFETY: see # Safety; the configuration outlives this call.
+    let (conf, t, pc) = unsafe { (upstream_conf(s), target_conn(s), s.peer()) };
+    let r = s.r;
+    if conf.ssl.is_null() {
+        return Step::Local;
     }
     // As the stream proxy: target connections are never cached, the request's pool
     // holds the TLS state (a cached one brings its own).
@@ -282,7 +330,7 @@ pub unsafe fn start_tls(s: &mut Session) -> Step {
             return Step::Local;
         }
     }
-    if conf.ssl_session_reuse != 0 {
+    if reuse {
         // SAFETY: t has its TLS connection; pc is the request's peer.
         unsafe {
             (*(*t).ssl).save_session = Some(save_session);
@@ -323,7 +371,8 @@ pub unsafe fn handshake_done(s: &mut Session, t: *mut ngx_connection_t) -> Step 
     let (ssl, timedout) = unsafe { (&*(*t).ssl, (*(*t).write).timedout()) };
     if ssl.handshaked() != 0 {
         // SAFETY: see # Safety.
-        if unsafe { upstream_conf(s).ssl_verify == 0 || verified(s, t) } {
+        // Anonymous TLS (VeNCrypt tls*) has no certificate to verify.
+        if unsafe { upstream_conf(s).ssl_verify == 0 || s.tls_anonymous || verified(s, t) } {
             return Step::Ready;
         }
     } else if timedout != 0 {

@@ -1,7 +1,8 @@
 //! Per-session variables for `log_format` (the access log line is written when the session
 //! ends): `$websockify_session_id`, `$websockify_bytes_from_client`,
 //! `$websockify_bytes_to_client`, `$websockify_frames_from_client`,
-//! `$websockify_close_code`, `$websockify_close_cause`, `$websockify_target`.
+//! `$websockify_close_code`, `$websockify_close_cause`, `$websockify_target`,
+//! `$websockify_rfb_security`, `$websockify_rfb_desktop`.
 
 use core::ptr;
 
@@ -15,7 +16,7 @@ use super::session::{self, Session};
 
 type Get = fn(&Session) -> Option<String>;
 
-const VARIABLES: [(&str, Get); 7] = [
+const VARIABLES: [(&str, Get); 9] = [
     ("websockify_session_id", |s| s.id().map(str::to_owned)),
     ("websockify_bytes_from_client", |s| {
         s.stats().map(|st| st.from_client.to_string())
@@ -33,6 +34,10 @@ const VARIABLES: [(&str, Get); 7] = [
         s.end().map(|e| e.cause.as_str().to_owned())
     }),
     ("websockify_target", |s| s.target_name().map(str::to_owned)),
+    ("websockify_rfb_security", |s| {
+        s.rfb_security().map(str::to_owned)
+    }),
+    ("websockify_rfb_desktop", |s| s.desktop().map(str::to_owned)),
 ];
 
 /// nginx could not allocate a variable; it has logged why.

@@ -39,6 +39,7 @@ our @EXPORT = qw(
     ws_connect http_raw mock_target prng_bytes rand_port server_port_client
     ws_tmp wait_until slurp describe_diff error_log_text access_log_text fill_backlog
     nginx_worker_pids worker_rss_kb close_ok log_line error_log_count nginx_at_least
+    spawn_server
 );
 
 our $T;    # current block name, for test names
@@ -813,6 +814,33 @@ sub mock_target {
     return $t;
 }
 
+# Runs a real server (a VNC server, say) in its own process group until the block ends:
+# spawn_server(name => 'Xvnc', cmd => [...], port => P) waits until P accepts (socket =>
+# PATH: until that Unix socket exists), or dies after 20 s with the server's output.
+# Stopped with the mock targets.
+sub spawn_server {
+    my %o = @_;
+    my $dir = File::Temp::tempdir("$o{name}-XXXXXX", DIR => $TMP, CLEANUP => 1);
+    my $pid = fork();
+    die "fork: $!" if !defined $pid;
+    if ($pid == 0) {
+        POSIX::setpgid(0, 0);
+        open STDOUT, '>', "$dir/out.log";
+        open STDERR, '>&', \*STDOUT;
+        open STDIN, '<', '/dev/null';
+        exec @{ $o{cmd} } or POSIX::_exit(127);
+    }
+    my $t = bless { pid => $pid, dir => $dir, opts => {} }, 'WsTest::Target';
+    push @TARGETS, $t;
+    my $up = wait_until(sub {
+        return -S $o{socket} if $o{socket};
+        IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $o{port}, Proto => 'tcp')
+    }, 20);
+    my $where = $o{socket} // $o{port};
+    die "$o{name} did not listen on $where: " . (slurp("$dir/out.log") // '') . "\n" if !$up;
+    return $t;
+}
+
 sub stop_all_targets {
     while (my $t = shift @TARGETS) { $t->stop }
 }
@@ -864,6 +892,7 @@ sub _target_conn {
             [sni => $c->get_servername // ''], [reused => $c->get_session_reused ? 1 : 0],
             [client => $client]);
     }
+    return if $o->{rfb} && !_rfb_server($c, $base, $o->{rfb});
     $c->blocking(0);
     setsockopt($c, SOL_SOCKET, SO_SNDBUF, $o->{sndbuf}) if $o->{sndbuf};
     my $sent = 0;
@@ -916,6 +945,77 @@ sub _target_conn {
     }
     close $c;
     open my $d, '>', "$base.closed"; close $d;
+}
+
+# A scripted VNC server's handshake (RFC 6143), before the byte loop: ProtocolVersion
+# (version => '003.008'), the security types offered (types => [...]; 3.3 decides
+# types->[0]), VncAuth checked against password (DES through openssl), SecurityResult
+# (fail => reason), then ClientInit and ServerInit (desktop => name). It writes what it
+# saw to BASE.rfb: "version ...", "chose N", "auth ok|bad", "shared N".
+sub _rfb_server {
+    my ($c, $base, $r) = @_;
+    my $log = '';
+    my $note = sub { $log .= "$_[0]\n"; _write_file("$base.rfb", $log) };
+    my $read = sub {
+        my $n = shift;
+        my $buf = '';
+        while (length $buf < $n) {
+            my $got = sysread($c, $buf, $n - length $buf, length $buf);
+            return undef if !$got;
+        }
+        return $buf;
+    };
+    my $v = $r->{version} // '003.008';
+    syswrite($c, $r->{banner} // "RFB $v\n");
+    sleep 30 if $r->{stall};
+    return 0 if $r->{banner} || $r->{stall};
+    my $cv = $read->(12) // return 0;
+    chomp(my $shown = $cv);
+    $note->("version $shown");
+    my $types = $r->{types} // [1];
+    my $type;
+    if ($v eq '003.003') {
+        $type = $types->[0];
+        syswrite($c, pack('N', $type));
+    } else {
+        syswrite($c, pack('C C*', scalar @$types, @$types));
+        $type = unpack('C', $read->(1) // return 0);
+    }
+    $note->("chose $type");
+    if ($type == 2) {
+        my $challenge = join '', map { chr(($_ * 37 + 11) & 255) } 1 .. 16;
+        syswrite($c, $challenge);
+        my $resp = $read->(16) // return 0;
+        my $ok = $resp eq _vnc_des($r->{password} // '', $challenge);
+        $note->('auth ' . ($ok ? 'ok' : 'bad'));
+        $r = { %$r, fail => 'Authentication failed' } if !$ok;
+    }
+    if ($type == 2 || $v eq '003.008') {
+        if (defined $r->{fail}) {
+            syswrite($c, pack('N', 1) . ($v eq '003.008' ? pack('N/a*', $r->{fail}) : ''));
+            return 0;
+        }
+        syswrite($c, pack('N', 0));
+    }
+    my $shared = $read->(1) // return 0;
+    $note->('shared ' . unpack('C', $shared));
+    my $name = $r->{desktop} // 'scripted';
+    syswrite($c, pack('n n', 800, 600) . ("\0" x 16) . pack('N/a*', $name));
+    return 1;
+}
+
+# VncAuth's response: DES-ECB of the challenge, keyed by the password's first 8 bytes
+# (zero-padded) with each byte's bits reversed.
+sub _vnc_des {
+    my ($password, $challenge) = @_;
+    my $key = join '', map { sprintf '%02x', unpack('C', pack('b8', unpack('B8', $_))) }
+        split //, substr($password . ("\0" x 8), 0, 8);
+    my $in = File::Temp->new(DIR => $TMP);
+    binmode $in;
+    print $in $challenge;
+    close $in;
+    my $out = `openssl enc -des-ecb -nopad -K $key -provider legacy -provider default -in $in 2>/dev/null`;
+    return $out;
 }
 
 sub _write_file {
@@ -1012,6 +1112,7 @@ sub eof_kind { $_[0]->_conn_file($_[1], 'eof') }
 sub _conn_file { my ($self, $i, $what) = @_; WsTest::slurp("$self->{dir}/conn." . ($i // 1) . ".$what") }
 
 sub peer { $_[0]->_conn_file($_[1], 'peer') }
+sub rfb { $_[0]->_conn_file($_[1], 'rfb') // '' }
 
 sub proxy { $_[0]->_conn_file($_[1], 'proxy') }
 
