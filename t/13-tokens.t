@@ -181,6 +181,30 @@ is $stray->connections, 0, "$T: the stray target saw nothing";
 
 
 
+=== TEST 4b: Redis: a value with the VNC password after the address: the gateway logs in with it
+--- skip_eval: 1: $main::REDIS_SKIP
+--- main_config eval: $main::LuaMain
+--- http_config eval: $main::RedisRecipe
+--- ws_test
+my $t = mock_target(port => vnc_port(1), rfb => { types => [2], password => 'from-redis' });
+redis_cmd('SET', 'token:login', '127.0.0.1:' . vnc_port(1) . ' from-redis');
+my $c = ws_connect(port => rand_port(3), path => '/websockify-login?token=login');
+is $c->{status}, 101, "$T: 101";
+like $t->rfb, qr/auth ok/, "$T: the server took the password from Redis";
+is $c->read_data(12, 5), "RFB 003.008\n", "$T: the browser is greeted by the gateway";
+$c->send(ws_frame(payload => "RFB 003.008\n"));
+is unpack('H*', $c->read_data(2, 5)), '0101', "$T: None only";
+$c->close;
+# Without a password in the value, the gateway fails closed; /websockify is a plain relay.
+redis_cmd('SET', 'token:nopw', '127.0.0.1:' . vnc_port(1));
+$c = ws_connect(port => rand_port(3), path => '/websockify-login?token=nopw');
+is $c->{status}, 502, "$T: no password: 502";
+unlike error_log_text(), qr/from-redis/, "$T: the password is in no log";
+--- error_log eval
+qr/cannot log in to VNC server "[^"]+": no allowed security type/
+
+
+
 === TEST 5: Redis down -> 503 with an error_log line, no connection
 --- skip_eval: 1: $main::REDIS_SKIP
 --- main_config eval: $main::LuaMain

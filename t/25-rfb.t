@@ -4,6 +4,16 @@
 use lib 't/lib';
 use Test::Nginx::Socket;
 use WsTest;
+use WsRecipes;
+use WsTls;
+{ package WsTest::Run; WsRecipes->import; }
+
+BEGIN { make_pki() }
+
+our $Recipe = recipe('rfb-password.conf',
+    'listen 127.0.0.1:6080;' => 'listen 127.0.0.1:$TEST_NGINX_RAND_PORT_2;',
+    '127.0.0.1:5921' => '127.0.0.1:$TEST_NGINX_RAND_PORT_1',
+    '/etc/nginx/vnc-ca.crt' => '$TEST_NGINX_PKI_CA');
 
 # The browser's side: the gateway's version, None, OK; then ClientInit, ServerInit.
 sub WsTest::Run::rfb_browser {
@@ -231,3 +241,53 @@ qr/cannot log in to VNC server "127\.0\.0\.1:\d+": authentication failed/
 --- error_log
 invalid value "md5" in "websockify_rfb_security" directive, it must be one of: x509plain x509vnc x509none tlsplain tlsvnc tlsnone plain vnc none
 
+
+
+
+=== TEST 12: nginx-conf/rfb-password.conf: the token's password, none for an unknown token, view-only
+--- http_config eval: $::Recipe
+--- config
+--- ws_test
+my $t = mock_target(port => rand_port(1), rfb => { types => [2], password => 'change-me' });
+my $c = ws_connect(port => rand_port(2), path => '/websockify?token=desk1');
+is $c->{status}, 101, "$T: the token's password";
+rfb_browser($c);
+$c->close;
+$c = ws_connect(port => rand_port(2), path => '/websockify?token=nope');
+is $c->{status}, 502, "$T: an unknown token has no password: 502";
+$c = ws_connect(port => rand_port(2), path => '/websockify-view?token=desk1');
+is $c->{status}, 101, "$T: view-only";
+rfb_browser($c);
+wait_until { ($t->rfb(3) // '') =~ /shared/ } 5;
+like $t->rfb(3), qr/shared 1\n$/, "$T: the view-only session shares the desktop";
+--- error_log eval
+qr/cannot log in to VNC server "[^"]+": no allowed security type: the VNC server offered security types vnc/
+
+
+
+=== TEST 13: the directives are inherited from the server level, and a location may turn view-only off again
+--- config
+    websockify_rfb_password pw;
+    websockify_rfb_view_only on;
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+    }
+    location /ws-input {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_rfb_view_only off;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1), rfb => { types => [2], password => 'pw' });
+my $c = ws_connect(path => '/ws');
+is $c->{status}, 101, "$T: the server-level password";
+rfb_browser($c);
+wait_until { ($t->rfb(1) // '') =~ /shared/ } 5;
+like $t->rfb(1), qr/shared 1\n$/, "$T: inherited view-only";
+$c->close;
+$c = ws_connect(path => '/ws-input');
+is $c->{status}, 101, "$T: 101";
+rfb_browser($c);
+wait_until { ($t->rfb(2) // '') =~ /shared/ } 5;
+like $t->rfb(2), qr/shared 0\n$/, "$T: view-only off here";
+--- no_error_log
+[error]

@@ -6,6 +6,7 @@ use lib 't/lib';
 use Test::Nginx::Socket;
 use WsTest;
 use WsTls;
+use WsRecipes;
 
 our $Pki;
 our $Skip;
@@ -64,6 +65,14 @@ sub WsTest::Run::browser_sees {
     my $update = $c->read_data(1, 10);
     is unpack('C', $update // "\xff"), 0, "$T: a FramebufferUpdate comes";
 }
+
+our $Recipe = recipe('rfb-password.conf',
+    'listen 127.0.0.1:6080;' => 'listen 127.0.0.1:$TEST_NGINX_RAND_PORT_2;',
+    '127.0.0.1:5922' => '127.0.0.1:$TEST_NGINX_RAND_PORT_1',
+    '127.0.0.1:5921' => '127.0.0.1:$TEST_NGINX_RAND_PORT_3',
+    '"change-me"' => '"gw-pass"',
+    '/etc/nginx/vnc-ca.crt' => '$TEST_NGINX_PKI_CA',
+    'vnc.internal.example' => 'vnc.test');
 
 our $Skip_reason = $Skip ? "no $Skip (Debian packages tigervnc-standalone-server, tigervnc-tools, x11vnc, xvfb)" : '';
 
@@ -299,3 +308,18 @@ my $c = ws_connect();
 is $c->{status}, 502, "$T: 502";
 --- error_log eval
 qr/\[error\] .*no allowed security type: the VNC server offered VeNCrypt subtypes tlsvnc/
+
+
+
+=== TEST 12: nginx-conf/rfb-password.conf's X509Vnc location in front of Xvnc
+--- skip_eval: 7: $::Skip_reason
+--- http_config eval: $::Recipe
+--- config
+--- ws_test
+xvnc(1, 'xvnc-recipe', '-SecurityTypes', 'X509Vnc', '-PasswordFile', $ENV{TEST_NGINX_VNC_PASSWD},
+    '-X509Cert', $::Pki->{server}, '-X509Key', $::Pki->{key});
+my $c = ws_connect(port => rand_port(2), path => '/websockify-x509?token=desk1');
+is $c->{status}, 101, "$T: 101";
+browser_sees($c, 'xvnc-recipe');
+--- no_error_log
+[error]

@@ -6,8 +6,8 @@ use core::ffi::{c_char, c_void};
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_http_complex_value_t, ngx_http_script_variables_count,
-    NGX_LOG_EMERG,
+    ngx_command_t, ngx_conf_t, ngx_http_complex_value_t, ngx_http_get_variable_index,
+    ngx_http_script_variables_count, ngx_str_t, NGX_ERROR, NGX_LOG_EMERG,
 };
 use ngx::ngx_conf_log_error;
 
@@ -24,11 +24,21 @@ pub enum ViewOnly {
     Var(ngx_http_complex_value_t),
 }
 
+/// A credential as configured.
+#[derive(Clone)]
+pub enum Credential {
+    /// A value with variables around text, or text alone.
+    Value(ngx_http_complex_value_t),
+    /// One variable, read by its index: nginx's script engine would write its value to
+    /// the debug log.
+    Var(usize),
+}
+
 #[derive(Clone, Default)]
 pub struct RfbConf {
-    /// Compiled values (with or without variables); None: unset at this level.
-    pub password: Option<ngx_http_complex_value_t>,
-    pub username: Option<ngx_http_complex_value_t>,
+    /// None: unset at this level.
+    pub password: Option<Credential>,
+    pub username: Option<Credential>,
     pub security: Option<Vec<Security>>,
     pub view_only: Option<ViewOnly>,
 }
@@ -98,14 +108,37 @@ pub unsafe extern "C" fn set_credential(
         // SAFETY: cf is the live configuration.
         return unsafe { duplicate(cf, name) };
     }
-    // SAFETY: cf is the live configuration; value its argument.
-    match unsafe { compile(cf, &mut value) } {
-        Some(cv) => {
-            *slot = Some(cv);
-            NGX_CONF_OK
+    let credential = match variable_name(value.as_bytes()) {
+        Some(mut name) => {
+            // SAFETY: cf is the live configuration; nginx copies the name.
+            let index = unsafe { ngx_http_get_variable_index(cf, &mut name) };
+            if index == NGX_ERROR as isize {
+                return NGX_CONF_ERROR;
+            }
+            Credential::Var(index as usize)
         }
-        None => NGX_CONF_ERROR,
-    }
+        // SAFETY: cf is the live configuration; value its argument.
+        None => match unsafe { compile(cf, &mut value) } {
+            Some(cv) => Credential::Value(cv),
+            None => return NGX_CONF_ERROR,
+        },
+    };
+    *slot = Some(credential);
+    NGX_CONF_OK
+}
+
+/// `$name` or `${name}` alone: the variable's name.
+fn variable_name(value: &[u8]) -> Option<ngx_str_t> {
+    let name = value.strip_prefix(b"$")?;
+    let name = match name.strip_prefix(b"{") {
+        Some(braced) => braced.strip_suffix(b"}")?,
+        None => name,
+    };
+    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    (!name.is_empty() && name.iter().all(word)).then(|| ngx_str_t {
+        len: name.len(),
+        data: name.as_ptr().cast_mut(),
+    })
 }
 
 /// `websockify_rfb_security TYPE ...;`
@@ -192,27 +225,4 @@ pub unsafe extern "C" fn set_view_only(
     };
     rfb.view_only = Some(view_only);
     NGX_CONF_OK
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn on_by_a_password_or_view_only_and_the_default_policy_never_clear() {
-        let mut c = RfbConf::default();
-        assert!(!c.enabled());
-        c.view_only = Some(ViewOnly::Off);
-        assert!(!c.enabled());
-        c.view_only = Some(ViewOnly::On);
-        assert!(c.enabled());
-        assert!(!c.policy().contains(&Security::Plain));
-        assert!(c
-            .policy()
-            .iter()
-            .all(|s| s.tls() != Some(crate::protocol::rfb::Tls::Anonymous)));
-        let mut child = RfbConf::default();
-        child.merge(&c);
-        assert!(child.enabled(), "inherited");
-    }
 }

@@ -7,14 +7,14 @@ use std::borrow::Cow;
 use ngx::core::Status;
 use ngx::ffi::{
     ngx_connection_t, ngx_handle_read_event, ngx_handle_write_event, ngx_http_complex_value,
-    ngx_http_complex_value_t, ngx_str_t, NGX_LOG_ERR,
+    ngx_http_get_flushed_variable, ngx_str_t, NGX_LOG_ERR,
 };
 use ngx::http::HTTPStatus;
 use ngx::ngx_log_error;
 
 use super::session::{RfbSession, Session};
 use super::setup::{self, Step};
-use crate::conf::rfb::ViewOnly;
+use crate::conf::rfb::{Credential, ViewOnly};
 use crate::protocol::rfb::login::{self as rfb, Credentials, Failure, Progress};
 use crate::protocol::rfb::{Secret, Tls};
 
@@ -75,27 +75,43 @@ pub unsafe fn start(s: &mut Session) -> Step {
 }
 
 /// A credential for this request, copied out of nginx's memory; an evaluated copy in the
-/// request's pool is wiped at once.
+/// request's pool is wiped at once (a variable's own value stays where its module keeps
+/// it).
 ///
 /// # Safety
-/// `s` is the request's session and `cv` a value compiled in its location.
-unsafe fn credential(s: &Session, cv: Option<&ngx_http_complex_value_t>) -> Result<Secret, ()> {
-    let Some(cv) = cv else {
-        return Ok(Secret::default());
-    };
-    let mut value = ngx_str_t::default();
-    // SAFETY: see # Safety; nginx only reads cv.
-    if unsafe { ngx_http_complex_value(s.r, cv as *const _ as *mut _, &mut value) }
-        != Status::NGX_OK.0
-    {
-        return Err(());
+/// `s` is the request's session and `c` configured in its location.
+unsafe fn credential(s: &Session, c: Option<&Credential>) -> Result<Secret, ()> {
+    match c {
+        None => Ok(Secret::default()),
+        Some(Credential::Var(index)) => {
+            // SAFETY: see # Safety; the index was registered at configuration time.
+            let v = unsafe { ngx_http_get_flushed_variable(s.r, *index).as_ref() };
+            match v {
+                Some(v) if v.not_found() == 0 && !v.data.is_null() => {
+                    // SAFETY: a found variable's value is data..data + len.
+                    let bytes = unsafe { core::slice::from_raw_parts(v.data, v.len() as usize) };
+                    Ok(Secret::new(bytes.to_vec()))
+                }
+                Some(_) => Ok(Secret::default()),
+                None => Err(()),
+            }
+        }
+        Some(Credential::Value(cv)) => {
+            let mut value = ngx_str_t::default();
+            // SAFETY: see # Safety; nginx only reads cv.
+            if unsafe { ngx_http_complex_value(s.r, cv as *const _ as *mut _, &mut value) }
+                != Status::NGX_OK.0
+            {
+                return Err(());
+            }
+            let secret = Secret::new(value.as_bytes().to_vec());
+            if value.len > 0 && value.data != cv.value.data {
+                // SAFETY: an evaluation result nginx allocated for this request.
+                unsafe { core::ptr::write_bytes(value.data, 0, value.len) };
+            }
+            Ok(secret)
+        }
     }
-    let secret = Secret::new(value.as_bytes().to_vec());
-    if value.len > 0 && value.data != cv.value.data {
-        // SAFETY: an evaluation result nginx allocated for this request, value.len long.
-        unsafe { core::ptr::write_bytes(value.data, 0, value.len) };
-    }
-    Ok(secret)
 }
 
 /// Moves the login on as far as the socket allows.
