@@ -137,22 +137,34 @@ impl Req {
 
 static PARKED: Mutex<Vec<TcpStream>> = Mutex::new(Vec::new());
 
-fn target_main(raw: &str, wsaddr: &str) -> io::Result<()> {
+/// What a target listener speaks before the bench's request.
+#[derive(Clone, Copy)]
+enum Speaks {
+    Raw,
+    Ws,
+    /// A VNC server's handshake with security None (the module logs in, then relays).
+    Rfb,
+}
+
+fn target_main(raw: &str, wsaddr: &str, rfb: &str) -> io::Result<()> {
     let lr = TcpListener::bind(raw)?;
     let lw = TcpListener::bind(wsaddr)?;
-    let t = thread::spawn(move || accept_loop(lw, true));
-    accept_loop(lr, false);
+    let lf = TcpListener::bind(rfb)?;
+    let t = thread::spawn(move || accept_loop(lw, Speaks::Ws));
+    let f = thread::spawn(move || accept_loop(lf, Speaks::Rfb));
+    accept_loop(lr, Speaks::Raw);
     let _ = t.join();
+    let _ = f.join();
     Ok(())
 }
 
-fn accept_loop(l: TcpListener, is_ws: bool) {
+fn accept_loop(l: TcpListener, speaks: Speaks) {
     for s in l.incoming() {
         let Ok(s) = s else { continue };
         let _ = thread::Builder::new()
             .stack_size(128 * 1024)
             .spawn(move || {
-                if let Err(e) = handle(s, is_ws) {
+                if let Err(e) = handle(s, speaks) {
                     if e.kind() != io::ErrorKind::ConnectionReset
                         && e.kind() != io::ErrorKind::BrokenPipe
                     {
@@ -163,10 +175,24 @@ fn accept_loop(l: TcpListener, is_ws: bool) {
     }
 }
 
-fn handle(mut s: TcpStream, is_ws: bool) -> io::Result<()> {
+fn handle(mut s: TcpStream, speaks: Speaks) -> io::Result<()> {
     s.set_nodelay(true)?;
     let keep = s.try_clone()?;
-    if is_ws {
+    if let Speaks::Rfb = speaks {
+        // RFC 6143: version, security None, SecurityResult, ClientInit, ServerInit.
+        s.write_all(b"RFB 003.008\n\x01\x01")?;
+        let mut b = [0u8; 12];
+        s.read_exact(&mut b)?;
+        s.read_exact(&mut b[..1])?;
+        s.write_all(&[0, 0, 0, 0])?;
+        s.read_exact(&mut b[..1])?;
+        let mut init = vec![0u8; 24];
+        init[..4].copy_from_slice(&[4, 0, 3, 0]);
+        init[20..24].copy_from_slice(&5u32.to_be_bytes());
+        init.extend_from_slice(b"bench");
+        s.write_all(&init)?;
+    }
+    if let Speaks::Ws = speaks {
         let (head, left) = ws::read_head(&mut s)?;
         let key = ws::header_value(&head, "Sec-WebSocket-Key").ok_or_else(|| bad("no key"))?;
         let resp = format!(
@@ -277,6 +303,8 @@ fn rand() -> u64 {
 struct Endpoint {
     port: u16,
     path: &'static str,
+    /// The module logs in to the target: the client speaks the browser's RFB half first.
+    rfb: bool,
 }
 
 struct Conn {
@@ -314,10 +342,33 @@ fn open(ep: &Endpoint) -> io::Result<TcpStream> {
 
 fn connect(ep: &Endpoint) -> io::Result<Conn> {
     let s = open(ep)?;
-    Ok(Conn {
+    let mut c = Conn {
         rd: FrameReader::new(s.try_clone()?, &[]),
         wr: MaskedWriter::new(s, rand()),
-    })
+    };
+    if ep.rfb {
+        greet_gateway(&mut c)?;
+    }
+    Ok(c)
+}
+
+/// What noVNC does with the gateway: version, None, OK, ClientInit, ServerInit.
+fn greet_gateway(c: &mut Conn) -> io::Result<()> {
+    let mut b = [0u8; 14];
+    c.rd.read_exact_into(&mut b)?;
+    if &b != b"RFB 003.008\n\x01\x01" {
+        return Err(bad("rfb: not the gateway's greeting"));
+    }
+    c.wr.send(b"RFB 003.008\n")?;
+    c.wr.send(&[1])?;
+    c.rd.read_exact_into(&mut b[..4])?;
+    c.wr.send(&[1])?;
+    let mut init = [0u8; 29];
+    c.rd.read_exact_into(&mut init)?;
+    if &init[24..] != b"bench" {
+        return Err(bad("rfb: no ServerInit"));
+    }
+    Ok(())
 }
 
 fn read_verified(rd: &mut FrameReader, v: &mut Verifier, total: u64) -> io::Result<()> {
@@ -639,6 +690,13 @@ impl Cfg {
             _ => self.base + 10 + k as u16,
         }
     }
+    /// The target's RFB listener, and the module's server that logs in to it.
+    fn rfb_target_port(&self) -> u16 {
+        self.base + 20
+    }
+    fn rfb_port(&self) -> u16 {
+        self.base + 21
+    }
     /// Where a TLS-capable peer (module, ceiling) relays to the targets over TLS.
     fn tls_port(&self, k: Kind) -> u16 {
         self.base + 4 + k as u16
@@ -786,11 +844,22 @@ fn nginx_conf(cfg: &Cfg, k: Kind, dir: &Path) -> String {
         ),
         _ => String::new(),
     };
+    // The same relay again, the module logging in to an RFB target first.
+    let rfb_server = if k == Kind::Module {
+        format!(
+            "  server {{\n    listen 127.0.0.1:{};\n    location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      \
+             websockify_rfb_password \"\";\n      websockify_buffer_size {b};\n    }}\n  }}\n",
+            cfg.rfb_port(),
+            cfg.rfb_target_port()
+        )
+    } else {
+        String::new()
+    };
     match k {
         Kind::Module | Kind::Zone => format!(
             "load_module {};\n{common}http {{\n  access_log off;\n{}  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  \
              fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  server {{\n    listen 127.0.0.1:{};\n    \
-             location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      websockify_buffer_size {b};\n    }}\n  }}\n{tls_server}}}\n",
+             location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      websockify_buffer_size {b};\n    }}\n  }}\n{tls_server}{rfb_server}}}\n",
             cfg.module,
             if k == Kind::Zone {
                 "  websockify_zone bench 32m;\n"
@@ -959,6 +1028,9 @@ struct Tp {
     total: u64,
     goal: &'static str,
     tls: bool,
+    /// The module logs in to an RFB target (`websockify_rfb_*`); the other peers run
+    /// their plain path, so the ratio shows what the security proxy costs.
+    rfb: bool,
 }
 
 struct Sizes {
@@ -1158,6 +1230,8 @@ fn run_main(args: &[String]) -> io::Result<i32> {
             &format!("127.0.0.1:{}", cfg.raw_port()),
             "--ws",
             &format!("127.0.0.1:{}", cfg.ws_port()),
+            "--rfb",
+            &format!("127.0.0.1:{}", cfg.rfb_target_port()),
         ])
         .stdin(Stdio::null())
         .stdout(tlog.try_clone()?)
@@ -1165,6 +1239,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
         .spawn()?;
     wait_port(cfg.raw_port(), &mut target)?;
     wait_port(cfg.ws_port(), &mut target)?;
+    wait_port(cfg.rfb_target_port(), &mut target)?;
 
     let tp: Vec<Tp> = {
         let mut v = Vec::new();
@@ -1195,6 +1270,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
                     total,
                     goal,
                     tls: false,
+                    rfb: false,
                 });
             }
         }
@@ -1209,7 +1285,22 @@ fn run_main(args: &[String]) -> io::Result<i32> {
             total: sz.big1,
             goal: "≥ 0.90",
             tls: true,
+            rfb: false,
         });
+        // After the gateway's RFB login: the relay with its gate, both ways.
+        for (dir, dl) in [(Dir::Down, "down"), (Dir::Up, "up")] {
+            v.push(Tp {
+                key: format!("rfb_65536_1c_{dl}"),
+                label: format!("64 KiB, 1 conn: {dl}, RFB login at the gateway (MiB/s)"),
+                dir,
+                msg: 65536,
+                conns: 1,
+                total: sz.big1,
+                goal: "",
+                tls: false,
+                rfb: true,
+            });
+        }
         v
     };
     // --tests a,b: run only metrics whose key contains one of these (profiling aid).
@@ -1341,12 +1432,23 @@ fn run_main(args: &[String]) -> io::Result<i32> {
             for j in 0..kinds.len() {
                 let pi = (j + round) % kinds.len();
                 let k = kinds[pi];
-                if running[pi].is_none() || (t.tls && (!k.tls() || front.is_none())) {
+                if running[pi].is_none()
+                    || (t.tls && (!k.tls() || front.is_none()))
+                    || (t.rfb && !matches!(k, Kind::Module | Kind::Ceiling))
+                {
                     continue;
                 }
+                let rfb = t.rfb && k == Kind::Module;
                 let ep = Endpoint {
-                    port: if t.tls { cfg.tls_port(k) } else { cfg.port(k) },
+                    port: if t.tls {
+                        cfg.tls_port(k)
+                    } else if rfb {
+                        cfg.rfb_port()
+                    } else {
+                        cfg.port(k)
+                    },
                     path: "/websockify",
+                    rfb,
                 };
                 let r = throughput(&ep, t.dir, t.conns, t.total, t.msg);
                 eprintln!(
@@ -1369,6 +1471,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
             let ep = Endpoint {
                 port: cfg.port(k),
                 path: "/websockify",
+                rfb: false,
             };
             let r = latency(&ep, sz.lat);
             eprintln!(
@@ -1417,6 +1520,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
             let ep = Endpoint {
                 port: cfg.port(k),
                 path: "/websockify",
+                rfb: false,
             };
             let t = Instant::now();
             let (held, per, err) = hold(&ep, &r, pts);
@@ -1607,7 +1711,8 @@ fn main() {
         Some("target") => {
             let raw = arg_val(&args, "--raw").unwrap_or_else(|| "127.0.0.1:29100".into());
             let wsa = arg_val(&args, "--ws").unwrap_or_else(|| "127.0.0.1:29101".into());
-            match target_main(&raw, &wsa) {
+            let rfb = arg_val(&args, "--rfb").unwrap_or_else(|| "127.0.0.1:29120".into());
+            match target_main(&raw, &wsa, &rfb) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("target: {e}");
@@ -1623,7 +1728,7 @@ fn main() {
             }
         },
         _ => {
-            eprintln!("usage: wsbench run [--quick] [--rounds N] [--json PATH] [--module SO] [--websockify BIN] [--websocat BIN] ...\n       wsbench target --raw ADDR --ws ADDR");
+            eprintln!("usage: wsbench run [--quick] [--rounds N] [--json PATH] [--module SO] [--websockify BIN] [--websocat BIN] ...\n       wsbench target --raw ADDR --ws ADDR --rfb ADDR");
             2
         }
     };

@@ -2,7 +2,8 @@
 //! of `Security::ALL`), a read-size byte, then the bytes a VNC server (and after a 0xff
 //! 0xfe marker, a browser) sends. Checks, whatever the peer says: the gateway chooses
 //! only allowed types, never sends the password but inside Plain, consumes only what it
-//! was given, and the view-only filter's verdicts do not depend on how reads are cut.
+//! was given, and the view-only filter's verdicts do not depend on how reads are cut, nor
+//! do the relay gate's (the browser's handshake, then the filter, judged in place).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,6 +11,7 @@ use ngx_http_websockify_module::protocol::rfb::filter::{Filter, Verdict};
 use ngx_http_websockify_module::protocol::rfb::greet::Greet;
 use ngx_http_websockify_module::protocol::rfb::login::{Credentials, Login, Progress};
 use ngx_http_websockify_module::protocol::rfb::{Auth, Secret, Security};
+use ngx_http_websockify_module::relay::gate::Gate;
 
 const PASSWORD: &[u8] = b"Zq9!x#Lw";
 
@@ -37,7 +39,35 @@ fuzz_target!(|data: &[u8]| {
         whole,
         "the filter's verdicts depend on read sizes"
     );
+    for view_only in [false, true] {
+        assert_eq!(
+            gate(client, chunk, view_only),
+            gate(client, client.len().max(1), view_only),
+            "the gate's verdicts depend on read sizes"
+        );
+    }
 });
+
+/// What the gate lets through to the server, and whether it refused the browser.
+fn gate(client: &[u8], chunk: usize, view_only: bool) -> (Vec<u8>, bool) {
+    let mut g = Gate::new(view_only);
+    let (mut buf, mut clear, mut passed) = (Vec::new(), 0, Vec::new());
+    for part in client.chunks(chunk) {
+        buf.extend_from_slice(part);
+        let last = buf.len();
+        let (c, l, refused) = g.judge(&mut buf, clear, last);
+        assert!(c <= l && l <= last, "judge grew the payload");
+        buf.truncate(l);
+        passed.extend(buf.drain(..c));
+        if refused.is_some() {
+            return (passed, true);
+        }
+        clear = 0;
+        let mut out = [0u8; 64];
+        while g.take_output(&mut out) > 0 {}
+    }
+    (passed, false)
+}
 
 fn login(policy: &[Security], server: &[u8], chunk: usize) {
     let creds = Credentials {

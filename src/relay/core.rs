@@ -786,17 +786,15 @@ impl Relay {
             return;
         };
         let last = self.up.last;
-        match gate.judge(self.up.mem(last), self.up_clear, last) {
-            Ok((clear, last)) => {
-                self.up_clear = clear;
-                self.up.last = last;
-            }
-            Err(why) => {
-                self.up.last = self.up_clear;
-                self.note = Some(Note::Rfb(why));
-                self.client_done = true;
-                self.begin_close(Cause::ProtocolError, Some(CLOSE_POLICY));
-            }
+        let (clear, last, refused) = gate.judge(self.up.mem(last), self.up_clear, last);
+        self.up_clear = clear;
+        self.up.last = last;
+        if let Some(why) = refused {
+            // What was judged before still reaches the server; nothing after it.
+            self.up.last = clear;
+            self.note = Some(Note::Rfb(why));
+            self.client_done = true;
+            self.begin_close(Cause::ProtocolError, Some(CLOSE_POLICY));
         }
     }
 

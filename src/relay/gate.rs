@@ -106,40 +106,44 @@ impl Gate {
         n
     }
 
-    /// Judges the payload `buf[clear..last]`; returns the new `clear` and `last` (judged
-    /// bytes that must not reach the server are cut out, the rest moves down).
+    /// Judges the payload `buf[clear..last]`: returns the new `clear` and `last` (judged
+    /// bytes that must not reach the server are cut out, the rest moves down), and the
+    /// refusal that ends the session, if any (what was cleared before it still goes).
     pub fn judge(
         &mut self,
         buf: &mut [u8],
         mut clear: usize,
         mut last: usize,
-    ) -> Result<(usize, usize), Refusal> {
+    ) -> (usize, usize, Option<Refusal>) {
+        last = last.min(buf.len());
+        clear = clear.min(last);
         while clear < last {
             if let Some(g) = self.greet.as_mut() {
                 let rc = g.input(&buf[clear..last]);
                 self.to_client.extend_from_slice(&g.take_output());
-                let (used, progress) = rc.map_err(|e| match e {
-                    greet::Failure::NotRfb => Refusal::NotRfb,
-                    greet::Failure::Type(t) => Refusal::Type(t),
-                })?;
+                let (used, progress) = match rc {
+                    Ok(r) => r,
+                    Err(greet::Failure::NotRfb) => return (clear, last, Some(Refusal::NotRfb)),
+                    Err(greet::Failure::Type(t)) => return (clear, last, Some(Refusal::Type(t))),
+                };
                 last = cut(buf, clear, used, last);
                 match progress {
                     Progress::Done(_) => self.greet = None,
-                    Progress::Reading => return Ok((clear, last)),
+                    Progress::Reading => break,
                 }
                 continue;
             }
             let Some(f) = self.filter.as_mut() else {
-                return Ok((last, last));
+                return (last, last, None);
             };
             match f.next(&mut buf[clear..last]) {
                 Verdict::Pass(n) => clear += n,
                 Verdict::Drop(n) => last = cut(buf, clear, n, last),
                 Verdict::Reading => break,
-                Verdict::Unknown(t) => return Err(Refusal::Unknown(t)),
+                Verdict::Unknown(t) => return (clear, last, Some(Refusal::Unknown(t))),
             }
         }
-        Ok((clear, last))
+        (clear, last, None)
     }
 }
 
@@ -165,7 +169,8 @@ mod tests {
 
     fn run(gate: &mut Gate, input: &[u8]) -> (Vec<u8>, Vec<u8>) {
         let mut buf = input.to_vec();
-        let (clear, last) = gate.judge(&mut buf, 0, input.len()).unwrap();
+        let (clear, last, refused) = gate.judge(&mut buf, 0, input.len());
+        assert_eq!(refused, None);
         let mut out = [0u8; 256];
         let n = gate.take_output(&mut out);
         assert!(clear <= last);
@@ -197,12 +202,12 @@ mod tests {
         input.extend_from_slice(&[5, 1, 0, 9, 0, 9]); // a PointerEvent
         input.extend_from_slice(&[2, 0]); // SetEncodings without its count yet
         let mut buf = input.clone();
-        let (clear, last) = g.judge(&mut buf, 0, input.len()).unwrap();
+        let (clear, last, _) = g.judge(&mut buf, 0, input.len());
         let mut want = vec![1u8];
         want.extend_from_slice(&fbur);
         assert_eq!(&buf[..clear], &want[..]);
         assert_eq!(&buf[clear..last], &[2, 0], "a partial header waits");
-        let (clear, last) = g.judge(&mut buf, clear, last).unwrap();
+        let (clear, last, _) = g.judge(&mut buf, clear, last);
         assert_eq!((clear, last), (want.len(), want.len() + 2));
     }
 
@@ -229,10 +234,10 @@ mod tests {
     fn refusals() {
         let mut g = Gate::new(false);
         let mut buf = b"GET / HTTP/1.1\r\n".to_vec();
-        assert_eq!(g.judge(&mut buf, 0, 16), Err(Refusal::NotRfb));
+        assert_eq!(g.judge(&mut buf, 0, 16).2, Some(Refusal::NotRfb));
         let mut g = Gate::new(false);
         let mut buf = b"RFB 003.008\n\x02".to_vec();
-        assert_eq!(g.judge(&mut buf, 0, 13), Err(Refusal::Type(2)));
+        assert_eq!(g.judge(&mut buf, 0, 13).2, Some(Refusal::Type(2)));
         let mut out = [0u8; 128];
         let n = g.take_output(&mut out);
         assert!(
@@ -240,7 +245,12 @@ mod tests {
             "the reason reaches the browser"
         );
         let mut g = Gate::new(true);
+        // What was judged before the unknown message still goes: ClientInit here.
         let mut buf = b"RFB 003.008\n\x01\x00\x07".to_vec();
-        assert_eq!(g.judge(&mut buf, 0, 15), Err(Refusal::Unknown(7)));
+        let (clear, _, refused) = g.judge(&mut buf, 0, 15);
+        assert_eq!(
+            (&buf[..clear], refused),
+            (&[1u8][..], Some(Refusal::Unknown(7)))
+        );
     }
 }
