@@ -48,7 +48,7 @@ const fn command(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 29] = [
+pub static mut COMMANDS: [ngx_command_t; 32] = [
     command(
         c"websockify_pass",
         (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as _,
@@ -219,6 +219,24 @@ pub static mut COMMANDS: [ngx_command_t; 29] = [
         ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
         conf::rfb::set_view_only,
         0,
+    ),
+    command(
+        c"websockify_record",
+        ANY_LEVEL | NGX_CONF_TAKE1 as ngx_uint_t,
+        conf::record::set_record,
+        0,
+    ),
+    command(
+        c"websockify_record_input",
+        ANY_LEVEL | NGX_CONF_FLAG as ngx_uint_t,
+        ngx_conf_set_flag_slot,
+        core::mem::offset_of!(conf::LocConf, record.input),
+    ),
+    command(
+        c"websockify_record_required",
+        ANY_LEVEL | NGX_CONF_FLAG as ngx_uint_t,
+        ngx_conf_set_flag_slot,
+        core::mem::offset_of!(conf::LocConf, record.required),
     ),
     ngx_command_t::empty(),
 ];

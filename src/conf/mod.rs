@@ -6,6 +6,7 @@
 //! helpers in `args`.
 
 pub mod args;
+pub mod record;
 pub mod rfb;
 pub mod target;
 
@@ -94,6 +95,8 @@ pub struct LocConf {
     pub status_zone: *mut ngx_shm_zone_t,
     /// The RFB security proxy (`websockify_rfb_*`).
     pub rfb: rfb::RfbConf,
+    /// `websockify_record*`.
+    pub record: record::RecordConf,
 }
 
 /// How long a session may live after its 101.
@@ -122,6 +125,7 @@ impl Default for LocConf {
             status_zone: ptr::null_mut(),
             upstream: UpstreamConf::unset(),
             rfb: rfb::RfbConf::default(),
+            record: record::RecordConf::default(),
         }
     }
 }
@@ -195,6 +199,7 @@ pub fn merge_loc_conf(
         DEFAULT_PING,
     );
     conf.rfb.merge(&prev.rfb);
+    conf.record.merge(&prev.record);
     // SAFETY: cf is the live configuration nginx is merging.
     let rfb_tls = conf.rfb.may_start_tls();
     if !unsafe { target::merge(cf, &mut conf.upstream, &mut prev.upstream, rfb_tls) } {

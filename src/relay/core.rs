@@ -16,6 +16,7 @@ use std::fmt;
 use std::ops::Range;
 
 use crate::protocol::codec::{self, ControlFrame, Decoder, Event, Framer, Mode, ProtocolError};
+use crate::protocol::recording::Recorder;
 use crate::relay::buffer::Buf;
 use crate::relay::gate::{Gate, Refusal};
 
@@ -288,6 +289,8 @@ pub struct Relay {
     up_clear: usize,
     /// The RFB layer when the gateway logged in to the server; None: a byte pipe.
     gate: Option<Gate>,
+    /// `websockify_record`: what the client received (and sent) goes here.
+    rec: Option<Recorder>,
     /// Target to client: frames in `down.pos..down.last`.
     down: Buf,
     /// The 101 is still queued in nginx: nothing else goes to the client before it.
@@ -336,6 +339,7 @@ impl Relay {
             up_end: 0,
             up_clear: 0,
             gate: None,
+            rec: None,
             down: Buf::default(),
             header,
             close: None,
@@ -372,6 +376,27 @@ impl Relay {
         self.gate = Some(Gate::new(view_only));
     }
 
+    /// Records the session from now on.
+    pub fn record(&mut self, rec: Recorder) {
+        self.rec = Some(rec);
+    }
+
+    /// Records waiting for the file.
+    pub fn recorder(&mut self) -> Option<&mut Recorder> {
+        self.rec.as_mut()
+    }
+
+    /// Writing the recording failed: with `required` the session ends (close 1011, cause
+    /// `internal`), without it the session goes on unrecorded.
+    pub fn record_failed(&mut self, required: bool) {
+        self.rec = None;
+        if required {
+            self.client_done = true;
+            self.target_done = true;
+            self.begin_close(Cause::Internal, Some(CLOSE_INTERNAL_ERROR));
+        }
+    }
+
     /// The desktop name from the server's ServerInit, once relayed.
     pub fn desktop(&self) -> Option<&str> {
         self.gate.as_ref().and_then(Gate::desktop)
@@ -406,6 +431,9 @@ impl Relay {
 
     /// The next thing to do.
     pub fn poll(&mut self, ready: Ready, now: Msec) -> Action<'_> {
+        if let Some(rec) = self.rec.as_mut() {
+            rec.at(now);
+        }
         if let Some(note) = self.note.take() {
             return Action::Log(note);
         }
@@ -471,9 +499,13 @@ impl Relay {
                 self.active_at = now;
                 let n = n.min(window.len());
                 let size = self.cfg.buffer_size;
+                let read = window.start..window.start + n;
+                let bytes = self.down.mem(size).get(read).unwrap_or_default();
                 if let Some(gate) = self.gate.as_mut() {
-                    let read = window.start..window.start + n;
-                    gate.server_bytes(self.down.mem(size).get(read).unwrap_or_default());
+                    gate.server_bytes(bytes);
+                }
+                if let Some(rec) = self.rec.as_mut() {
+                    rec.to_client(bytes);
                 }
                 match kind {
                     TargetRead::Fresh => {
@@ -722,7 +754,10 @@ impl Relay {
             return;
         };
         let mem = self.down.mem(size);
-        let n = gate.take_output(mem.get_mut(window).unwrap_or_default());
+        let n = gate.take_output(mem.get_mut(window.clone()).unwrap_or_default());
+        if let Some(rec) = self.rec.as_mut() {
+            rec.to_client(mem.get(window.start..window.start + n).unwrap_or_default());
+        }
         let frame = self.framer.frame(mem, n);
         self.down.pos = frame.start;
         self.down.last = frame.end;
@@ -774,8 +809,14 @@ impl Relay {
         }
     }
 
+    /// New client payload is recorded as the client sent it, then judged.
     fn decode(&mut self, inp: usize) {
+        let from = self.up.last;
         self.decode_frames(inp);
+        if let Some(rec) = self.rec.as_mut() {
+            let to = self.up.last;
+            rec.from_client(self.up.mem(to).get(from..).unwrap_or_default());
+        }
         self.judge();
     }
 

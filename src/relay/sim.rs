@@ -31,6 +31,7 @@ use super::core::{
     CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_REVOKED,
 };
 use crate::protocol::codec::{Mode, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
+use crate::protocol::recording::{self, Header, Recorder};
 
 /// Where the schedule's choices come from.
 pub trait Source {
@@ -193,6 +194,8 @@ struct Client {
     expect_up: Vec<u8>,
     /// The RFB gate judges the payload: `expect_up` was written from the RFB script.
     rfb: bool,
+    /// Every payload byte this client put in its messages, in order.
+    sent: Vec<u8>,
     /// Server frames being parsed, and what they gave.
     inbox: Vec<u8>,
     got: Vec<u8>,
@@ -286,6 +289,8 @@ struct World<'a> {
     expired_at: Option<Msec>,
     /// The relay speaks RFB's server half to the client (and is view-only when true).
     rfb: Option<bool>,
+    /// The session is recorded (with input when true).
+    recorded: Option<bool>,
     log: String,
     steps: u64,
     end: Option<End>,
@@ -348,10 +353,14 @@ impl<'a> World<'a> {
         if let Some(view_only) = rfb {
             relay.speak_rfb(view_only);
         }
+        let recorded = dice.percent(30).then(|| dice.percent(50));
+        if let Some(input) = recorded {
+            relay.record(Recorder::new(0, input));
+        }
         let mut log = String::new();
         let _ = writeln!(
             log,
-            "{mode:?} {cfg:?} rfb={rfb:?} header={header} caps c2r={} r2c={} t2r={} r2t={} client end {:?} target end {:?} ({} bytes)",
+            "{mode:?} {cfg:?} rfb={rfb:?} recorded={recorded:?} header={header} caps c2r={} r2c={} t2r={} r2t={} client end {:?} target end {:?} ({} bytes)",
             c2r.cap, r2c.cap, t2r.cap, r2t.cap, client.end, target.end, target.stream.len()
         );
         World {
@@ -376,6 +385,7 @@ impl<'a> World<'a> {
             target_fault: false,
             expired_at: None,
             rfb,
+            recorded,
             log,
             steps: 0,
             end: None,
@@ -730,6 +740,60 @@ impl<'a> World<'a> {
         Ok(())
     }
 
+    /// A recorded session's file holds what the client received and, with input, what
+    /// reached the target, in order: the client's and the target's bytes are prefixes.
+    fn check_recording(&mut self) -> Result<(), String> {
+        let Some(input) = self.recorded else {
+            return Ok(());
+        };
+        let mut file = Header {
+            session: "sim",
+            target: "t",
+            location: "/",
+            start_ms: 0,
+            input,
+        }
+        .encode();
+        if let Some(rec) = self.relay.recorder() {
+            file.extend(rec.take());
+        }
+        let rec = recording::read(&file).map_err(|e| format!("recording unreadable: {e:?}"))?;
+        ensure!(rec.complete, "recording has a cut-off record");
+        let side = |dir| -> Vec<u8> {
+            rec.records
+                .iter()
+                .filter(|r| r.dir == dir)
+                .flat_map(|r| r.data.iter().copied())
+                .collect()
+        };
+        let (down, up) = (side(recording::TO_CLIENT), side(recording::FROM_CLIENT));
+        ensure!(
+            down.starts_with(&self.client.got),
+            "the client got bytes the recording does not have ({})",
+            diff(&self.client.got, &down)
+        );
+        if input {
+            ensure!(
+                self.client.sent.starts_with(&up),
+                "recorded input the client did not send in that order ({})",
+                diff(&up, &self.client.sent)
+            );
+            if self.rfb.is_none() {
+                ensure!(
+                    up.starts_with(&self.target.got),
+                    "the target got bytes the recorded input does not have ({})",
+                    diff(&self.target.got, &up)
+                );
+            }
+        } else {
+            ensure!(
+                up.is_empty(),
+                "input recorded without websockify_record_input"
+            );
+        }
+        Ok(())
+    }
+
     /// What the client got from the target: with RFB, behind the gate's handshake, which
     /// comes first and whole.
     fn down_payload(&self) -> Result<&[u8], String> {
@@ -757,6 +821,7 @@ impl<'a> World<'a> {
             self.target.got.extend(self.r2t.data.drain(..));
         }
         self.check()?;
+        self.check_recording()?;
         let c = &self.client;
         let t = &self.target;
         let clean = end.close == Close::Clean;
@@ -1059,6 +1124,7 @@ impl Client {
             heartbeat,
             expect_up: Vec::new(),
             rfb: false,
+            sent: Vec::new(),
             inbox: Vec::new(),
             got: Vec::new(),
             got_close: None,
@@ -1144,6 +1210,7 @@ impl Client {
         if !self.rfb {
             self.expect_up.extend_from_slice(payload);
         }
+        self.sent.extend_from_slice(payload);
         let parts = dice.range(1, 4) as usize;
         let mut cuts: Vec<usize> = (1..parts)
             .map(|_| dice.below(wire.len() as u64 + 1) as usize)

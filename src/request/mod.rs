@@ -9,6 +9,7 @@ pub mod attempt;
 pub mod connect;
 pub mod handler;
 pub mod login;
+pub mod record;
 pub mod relay;
 pub mod session;
 pub mod setup;

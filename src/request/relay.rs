@@ -11,21 +11,23 @@ use ngx::core::Status;
 use ngx::ffi::{
     ngx_add_timer, ngx_connection_t, ngx_current_msec, ngx_cycle, ngx_del_timer, ngx_event_t,
     ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading, ngx_http_cleanup_add,
-    ngx_http_complex_value, ngx_http_core_loc_conf_t, ngx_http_core_module,
-    ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_empty_handler,
-    ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_log_t, ngx_msec_t,
-    ngx_parse_time, ngx_pcalloc, ngx_pid, ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_str_t,
-    ngx_tcp_nodelay, ngx_time, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
+    ngx_http_complex_value, ngx_http_finalize_request, ngx_http_output_filter,
+    ngx_http_request_empty_handler, ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t,
+    ngx_log_t, ngx_msec_t, ngx_parse_time, ngx_pcalloc, ngx_pid, ngx_pool_cleanup_add,
+    ngx_resolve_name_done, ngx_str_t, ngx_tcp_nodelay, ngx_time, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_LOWLEVEL_BUFFERED,
 };
 use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
 use super::attempt;
 use super::login;
+use super::record;
 use super::session::{attach, session_mut, Session};
 use super::upgrade;
 use crate::conf::{Lifetime, LocConf};
 use crate::protocol::handshake::Accept;
+use crate::protocol::recording::Recorder;
 use crate::relay::clock::Clock;
 use crate::relay::core::{self, Action, Close, End, Io, Level, Msec, Note, Ready, Relay};
 use crate::status::{self, Text};
@@ -104,6 +106,17 @@ pub unsafe fn start(s: &mut Session) {
     if let Some(rfb) = s.rfb.as_mut() {
         rfb.view_only = view_only;
     }
+    // SAFETY: this worker's own pid, set at its start; c is live.
+    let (pid, number) = unsafe { (ngx_pid, (*c).number) };
+    s.id = Some(format!("{pid}-{number}"));
+    // SAFETY: r is live; its loc_conf holds the core module's at that module's index.
+    let location = unsafe { location_name(r) };
+    // SAFETY: the target is connected and the id set.
+    let Ok(record_file) = (unsafe { record::open(s, &location, now()) }) else {
+        // SAFETY: see # Safety.
+        unsafe { end_request(s, HTTPStatus::SERVICE_UNAVAILABLE.0 as ngx_int_t) };
+        return;
+    };
     // SAFETY: r is live, its header not sent yet.
     if unsafe { upgrade::switch_protocols(r, &s.accept) }.is_err() {
         // SAFETY: see # Safety.
@@ -122,6 +135,10 @@ pub unsafe fn start(s: &mut Session) {
     let mut relay = Relay::new(cfg, s.accept.mode, unsafe { header_queued(r) }, now());
     if let Some(rfb) = s.rfb.as_ref() {
         relay.speak_rfb(rfb.view_only);
+    }
+    if record_file.is_some() {
+        relay.record(Recorder::new(now(), conf.record.input != 0));
+        s.record_file = record_file;
     }
     // Frames the client sent right behind its handshake are already in header_in.
     // SAFETY: r is live; header_in is null or its buffer, pos..last its unread bytes.
@@ -150,9 +167,6 @@ pub unsafe fn start(s: &mut Session) {
     // nginx's debug log reads an event's `data` as a connection (ngx_event_ident).
     s.timer.data = c.cast::<c_void>();
     s.timer.log = s.log();
-    // SAFETY: this worker's own pid, set at its start; c is live.
-    let (pid, number) = unsafe { (ngx_pid, (*c).number) };
-    s.id = Some(format!("{pid}-{number}"));
     // SAFETY: the upstream exists.
     s.target_name = unsafe { s.peer_name() };
     // SAFETY: see # Safety.
@@ -193,6 +207,17 @@ fn lifetime(s: &Session) -> Result<Option<Msec>, Failed> {
     Ok(Some(ms as Msec))
 }
 
+/// The name of the location serving `r` (`/websockify`), for the status and recordings.
+///
+/// # Safety
+/// `r` is a live request.
+unsafe fn location_name(r: *mut ngx_http_request_t) -> String {
+    // SAFETY: see # Safety.
+    NgxHttpCoreModule::location_conf(unsafe { &*r })
+        .map(|clcf| String::from_utf8_lossy(clcf.name.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
 /// Records the session in the `websockify_zone`, if there is one, and in this worker's
 /// list that the sync timer walks.
 ///
@@ -207,14 +232,12 @@ unsafe fn track(s: &mut Session) {
     else {
         return;
     };
-    // SAFETY: r is live; its loc_conf holds the core module's at that module's index,
-    // the client connection is live, and ngx_pid is set at the worker's start.
+    // SAFETY: r and its client connection are live, and ngx_pid is set at the worker's
+    // start.
     let (client, location, pid) = unsafe {
-        let clcf =
-            *(*s.r).loc_conf.add(ngx_http_core_module.ctx_index) as *const ngx_http_core_loc_conf_t;
         (
             Text::new((*s.client()).addr_text.as_bytes()),
-            Text::new((*clcf).name.as_bytes()),
+            Text::new(location_name(s.r).as_bytes()),
             i64::from(ngx_pid),
         )
     };
@@ -406,14 +429,17 @@ unsafe fn run_from_event(s: *mut Session) {
 unsafe fn run(s: &mut Session) {
     // SAFETY: see # Safety.
     let (r, c, t, log) = (s.r, s.client(), unsafe { s.target() }, s.log());
-    let Some(relay) = s.relay.as_mut() else {
-        return;
-    };
     if t.is_null() {
         return;
     }
     loop {
         let now = now();
+        if record::must_flush(s) {
+            record::flush(s, now, true);
+        }
+        let Some(relay) = s.relay.as_mut() else {
+            return;
+        };
         // SAFETY: c is the live client connection, t the target.
         let ready = unsafe {
             Ready {
@@ -462,6 +488,10 @@ unsafe fn run(s: &mut Session) {
                 relay.target_sent(io, now);
             }
             Action::Wait(deadline) => {
+                // A required recording that cannot be written ends the session: on.
+                if record::flush(s, now, false) {
+                    continue;
+                }
                 // SAFETY: see # Safety; s is not touched after finish.
                 unsafe {
                     if wait(s, deadline, now).is_err() {
@@ -558,6 +588,10 @@ unsafe fn wait(s: &mut Session, deadline: Option<Msec>, now: Msec) -> Result<(),
 /// # Safety
 /// As for `end_request`.
 unsafe fn finish(s: &mut Session, end: Option<End>) {
+    // The recording is complete when the session is: a lingering close may keep the
+    // request for seconds more.
+    record::flush(s, now(), true);
+    s.record_file = None;
     let rc = match end.map(|e| e.close) {
         Some(Close::Clean) => {
             // Let the client read our close frame before the socket goes away.
@@ -635,6 +669,8 @@ unsafe extern "C" fn session_ending(data: *mut c_void) {
         }
     }
     say_going_away(s);
+    record::flush(s, now(), true);
+    s.record_file = None;
     close_target(s);
     untrack(s);
 }

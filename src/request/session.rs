@@ -11,6 +11,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModule, Request};
 
 use super::login::Login;
+use super::record::RecordFile;
 use crate::conf::LocConf;
 use crate::protocol::handshake::Accept;
 use crate::protocol::rfb::Security;
@@ -51,6 +52,8 @@ pub struct Session {
     pub tls_anonymous: bool,
     /// What the login settled, for the variables and the status.
     pub rfb: Option<RfbSession>,
+    /// `websockify_record`'s file while the session is recorded.
+    pub record_file: Option<RecordFile>,
 }
 
 /// An RFB session the gateway logged in to.
@@ -81,6 +84,7 @@ impl Session {
             login: None,
             tls_anonymous: false,
             rfb: None,
+            record_file: None,
         }
     }
 

@@ -1,0 +1,270 @@
+//! The session recording format (`websockify_record`), written by the relay and read by
+//! `scripts/record-info` and the player:
+//!
+//! ```text
+//! "NGXWSREC" | version u8 (1) | header length u32 BE | header (JSON, UTF-8)
+//! then records: direction u8 (0: to the client, 1: from the client)
+//!               | milliseconds since the start u32 BE | length u32 BE | bytes
+//! ```
+//!
+//! The header names the session (`session`, `target`, `location`, `start` in Unix
+//! milliseconds, `input`: whether client bytes are recorded). Records hold the payload
+//! as the client received it (for an RFB session the gateway logged in for, its
+//! handshake with security None first) and, with input recorded, what it sent that
+//! reached the server. A file cut off anywhere reads up to its last complete record.
+
+use std::fmt::Write;
+
+pub const MAGIC: &[u8; 8] = b"NGXWSREC";
+pub const VERSION: u8 = 1;
+/// Direction bytes.
+pub const TO_CLIENT: u8 = 0;
+pub const FROM_CLIENT: u8 = 1;
+const RECORD_HEAD: usize = 9;
+/// A record's bytes at most: longer runs are split.
+const MAX_RECORD: usize = 1 << 20;
+
+/// What the header says.
+pub struct Header<'a> {
+    pub session: &'a str,
+    pub target: &'a str,
+    pub location: &'a str,
+    pub start_ms: u64,
+    pub input: bool,
+}
+
+impl Header<'_> {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut json = String::new();
+        let _ = write!(
+            json,
+            "{{\"session\":{},\"target\":{},\"location\":{},\"start\":{},\"input\":{}}}",
+            json_str(self.session),
+            json_str(self.target),
+            json_str(self.location),
+            self.start_ms,
+            self.input
+        );
+        let mut out = Vec::with_capacity(13 + json.len());
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        out.extend_from_slice(json.as_bytes());
+        out
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Records waiting for the file, appended in the format above.
+pub struct Recorder {
+    out: Vec<u8>,
+    input: bool,
+    start: u64,
+    now: u64,
+}
+
+impl Recorder {
+    /// `start`: the session's start on the relay's clock.
+    pub fn new(start: u64, input: bool) -> Recorder {
+        Recorder {
+            out: Vec::new(),
+            input,
+            start,
+            now: start,
+        }
+    }
+
+    /// The relay's clock moved on: later records carry this time.
+    pub fn at(&mut self, now: u64) {
+        self.now = self.now.max(now);
+    }
+
+    pub fn to_client(&mut self, data: &[u8]) {
+        self.push(TO_CLIENT, data);
+    }
+
+    pub fn from_client(&mut self, data: &[u8]) {
+        if self.input {
+            self.push(FROM_CLIENT, data);
+        }
+    }
+
+    fn push(&mut self, dir: u8, data: &[u8]) {
+        let ms = u32::try_from(self.now.saturating_sub(self.start)).unwrap_or(u32::MAX);
+        for part in data.chunks(MAX_RECORD) {
+            self.out.push(dir);
+            self.out.extend_from_slice(&ms.to_be_bytes());
+            self.out
+                .extend_from_slice(&(part.len() as u32).to_be_bytes());
+            self.out.extend_from_slice(part);
+        }
+    }
+
+    /// Bytes not yet written.
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The bytes to write; the caller writes them all or gives up on the file.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+}
+
+/// A record read back.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub dir: u8,
+    pub ms: u32,
+    pub data: &'a [u8],
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// Not a recording, or a version this reader does not know.
+    NotRecording,
+    /// The header is cut off or not UTF-8.
+    Header,
+}
+
+/// A recording: its header's JSON and its complete records (a cut-off tail is left out;
+/// `complete` says whether there was one).
+#[derive(Debug)]
+pub struct Recording<'a> {
+    pub header: &'a str,
+    pub records: Vec<Record<'a>>,
+    pub complete: bool,
+}
+
+pub fn read(file: &[u8]) -> Result<Recording<'_>, ReadError> {
+    let (magic, rest) = file.split_at_checked(8).ok_or(ReadError::NotRecording)?;
+    if magic != MAGIC || rest.first() != Some(&VERSION) {
+        return Err(ReadError::NotRecording);
+    }
+    let len = rest.get(1..5).ok_or(ReadError::Header)?;
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let header = rest.get(5..5 + len).ok_or(ReadError::Header)?;
+    let header = std::str::from_utf8(header).map_err(|_| ReadError::Header)?;
+    let mut body = &rest[5 + len..];
+    let mut records = Vec::new();
+    while body.len() >= RECORD_HEAD {
+        let n = u32::from_be_bytes([body[5], body[6], body[7], body[8]]) as usize;
+        let Some(data) = body.get(RECORD_HEAD..RECORD_HEAD + n) else {
+            break;
+        };
+        if body[0] > FROM_CLIENT {
+            break;
+        }
+        records.push(Record {
+            dir: body[0],
+            ms: u32::from_be_bytes([body[1], body[2], body[3], body[4]]),
+            data,
+        });
+        body = &body[RECORD_HEAD + n..];
+    }
+    Ok(Recording {
+        header,
+        records,
+        complete: body.is_empty(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let mut file = Header {
+            session: "42-7",
+            target: "127.0.0.1:5901",
+            location: "/w\"s",
+            start_ms: 1_700_000_000_000,
+            input: true,
+        }
+        .encode();
+        let mut r = Recorder::new(1000, true);
+        r.to_client(b"RFB 003.008\n");
+        r.at(1250);
+        r.from_client(b"RFB 003.008\n");
+        r.at(900); // a clock never goes back in the file
+        r.to_client(&[1, 1]);
+        file.extend(r.take());
+        file
+    }
+
+    #[test]
+    fn a_recording_reads_back() {
+        let file = sample();
+        let rec = read(&file).unwrap();
+        assert_eq!(
+            rec.header,
+            r#"{"session":"42-7","target":"127.0.0.1:5901","location":"/w\"s","start":1700000000000,"input":true}"#
+        );
+        assert!(rec.complete);
+        assert_eq!(
+            rec.records,
+            vec![
+                Record {
+                    dir: TO_CLIENT,
+                    ms: 0,
+                    data: b"RFB 003.008\n"
+                },
+                Record {
+                    dir: FROM_CLIENT,
+                    ms: 250,
+                    data: b"RFB 003.008\n"
+                },
+                Record {
+                    dir: TO_CLIENT,
+                    ms: 250,
+                    data: &[1, 1]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cut_file_reads_up_to_its_last_complete_record() {
+        let file = sample();
+        let whole = read(&file).unwrap().records.len();
+        let mut seen = 0;
+        for cut in 0..file.len() {
+            match read(&file[..cut]) {
+                Ok(rec) => {
+                    assert!(!rec.complete || rec.records.len() < whole || cut == file.len());
+                    assert!(rec.records.len() >= seen, "fewer records with more bytes");
+                    seen = rec.records.len();
+                }
+                Err(e) => assert!(seen == 0, "{e:?} after records at {cut}"),
+            }
+        }
+        assert_eq!(seen, whole - 1);
+    }
+
+    #[test]
+    fn input_is_left_out_unless_asked_for() {
+        let mut r = Recorder::new(0, false);
+        r.from_client(b"keys");
+        assert_eq!(r.pending(), 0);
+        assert_eq!(
+            read(b"NGXWSREC\x02\0\0\0\0").unwrap_err(),
+            ReadError::NotRecording
+        );
+    }
+}
