@@ -52,6 +52,10 @@ const scenarios = [
   { name: 'ws:// noVNC 1.7 RFB, view-only: the keys typed never reach the desktop', base: env.DEMO_RFB_BASE,
     page: `test/rfb.html?path=websockify-view%3Ftoken%3D${env.DEMO_RFB_TOKEN}`, expectProtocol: '', closeCode: 1000,
     viewOnly: true },
+  // websockify_record (scripts/demo --record): the session typed into is played back by
+  // player/ in Chromium, and its last frame matches the live one.
+  { name: 'ws:// noVNC 1.7 RFB, recorded, then played back by the player', base: env.DEMO_RECORD_BASE,
+    page: 'test/rfb.html?path=websockify', expectProtocol: '', closeCode: 1000, playback: true },
 ].filter((s) => !process.env.ONLY || s.name.includes(process.env.ONLY));
 
 // Records every WebSocket the page opens: offered protocols, negotiated one, close event.
@@ -74,6 +78,34 @@ const spy = () => {
   SpyWebSocket.prototype = Orig.prototype;
   for (const k of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) SpyWebSocket[k] = Orig[k];
   window.WebSocket = SpyWebSocket;
+};
+
+// The canvas as 16x16-pixel block averages (r, g, b per block): frames compared this way
+// ignore scaling and single-pixel noise.
+const blocks = (sel) => {
+  const c = document.querySelector(sel);
+  if (!c || !c.width) return null;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const bw = Math.ceil(c.width / 16), bh = Math.ceil(c.height / 16);
+  const sum = new Float64Array(bw * bh * 4);
+  for (let y = 0; y < c.height; y++) {
+    for (let x = 0; x < c.width; x++) {
+      const i = (y * c.width + x) * 4, b = (Math.floor(y / 16) * bw + Math.floor(x / 16)) * 4;
+      sum[b] += d[i]; sum[b + 1] += d[i + 1]; sum[b + 2] += d[i + 2]; sum[b + 3] += 1;
+    }
+  }
+  const out = [];
+  for (let b = 0; b < sum.length; b += 4) out.push(sum[b] / sum[b + 3], sum[b + 1] / sum[b + 3], sum[b + 2] / sum[b + 3]);
+  return { w: c.width, h: c.height, out };
+};
+
+// Blocks whose average differs by more than 8 in a channel, as a fraction.
+const differing = (a, b) => {
+  let n = 0;
+  for (let i = 0; i < a.length; i += 3) {
+    if ([0, 1, 2].some((k) => Math.abs(a[i + k] - b[i + k]) > 8)) n++;
+  }
+  return n / (a.length / 3);
 };
 
 // Counts canvas pixels of the given colours (+-2 per channel).
@@ -176,6 +208,13 @@ async function runScenario(browser, s, idx) {
       throw new Error(`stunnel accepted no connection for this session (${stunnelLog})`);
     }
 
+    let live = null;
+    if (s.playback) {
+      await sleep(1500);   // the typed line drawn and the screen still
+      live = await page.evaluate(blocks, canvasSel);
+      await page.screenshot({ path: path.join(demoDir, 'live.png') });
+    }
+
     if (s.screenshot && process.env.SCREENSHOT) {
       // Pointer off the xterm, noVNC's side bar opened, then the picture.
       await page.mouse.move(box.x + box.width - 5, box.y + box.height - 5);
@@ -199,6 +238,7 @@ async function runScenario(browser, s, idx) {
       }
       closeInfo = ` close=${closed.close.code}/clean`;
     }
+    if (s.playback) closeInfo += await playBack(context, s, live);
     return `${ws[0].url} protocol=${JSON.stringify(ws[0].protocol)} canvas=${px.w}x${px.h} root/xterm px=${px.counts.join('/')}${closeInfo}`;
   } catch (e) {
     if (log.length) e.message += '\n    ' + log.slice(-15).join('\n    ');
@@ -211,6 +251,35 @@ async function runScenario(browser, s, idx) {
   } finally {
     await context.close();
   }
+}
+
+// The newest recording, complete (its size stable), played to its end by player/: the
+// last frame must be the live one.
+async function playBack(context, s, live) {
+  const dir = env.DEMO_RECORDINGS;
+  const newest = () => fs.readdirSync(dir).filter((f) => f.endsWith('.rec'))
+    .map((f) => ({ f, t: fs.statSync(path.join(dir, f)).mtimeMs })).sort((a, b) => b.t - a.t)[0];
+  const rec = await until('a recording', 10000, () => newest() && { ok: true, ...newest() });
+  let size = -1;
+  await until('the recording complete', 10000, () => {
+    const now = fs.statSync(path.join(dir, rec.f)).size;
+    const ok = now === size && now > 0;
+    size = now;
+    return { ok, size };
+  });
+  const page = await context.newPage();
+  await page.goto(`${s.base}/player/?file=/recordings/${rec.f}&lib=/novnc17&autoplay=0`, { timeout: 15000 });
+  await until('the player loaded', 15000, () => page.evaluate(
+    () => ({ ok: window.player && window.player.state === 'paused', state: window.player && window.player.state, error: window.player && window.player.error })));
+  await page.evaluate(() => window.player.seek(window.player.duration));
+  const played = await until('the played-back frame', 15000, async () => {
+    const st = await page.evaluate(() => window.player.state);
+    const b = await page.evaluate(blocks, '#screen canvas');
+    return b && { ok: st === 'ended' && b.w === live.w && b.h === live.h && differing(b.out, live.out) < 0.02, st, w: b.w, h: b.h, diff: differing(b.out, live.out) };
+  });
+  await page.screenshot({ path: path.join(demoDir, 'played.png') });
+  await page.close();
+  return ` recording=${rec.f} (${size} bytes) played=${played.w}x${played.h} differing-blocks=${(played.diff * 100).toFixed(2)}%`;
 }
 
 const overall = setTimeout(() => { console.log('browser test: overall timeout (240 s)'); process.exit(1); }, 240000);

@@ -463,6 +463,19 @@ fn transfer(mut c: Conn, dir: Dir, total: u64, msg: usize, seed: u64) -> io::Res
     Ok(())
 }
 
+/// Bytes in the module's recordings (deleted): a recorded row must leave files behind.
+fn recorded_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with("rec-") {
+            total += e.metadata().map(|m| m.len()).unwrap_or(0);
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    total
+}
+
 /// MiB/s over all connections, from a common start to the last finish.
 fn throughput(ep: &Endpoint, dir: Dir, conns: usize, per_conn: u64, msg: usize) -> io::Result<f64> {
     let seed = rand();
@@ -697,6 +710,10 @@ impl Cfg {
     fn rfb_port(&self) -> u16 {
         self.base + 21
     }
+    /// The module's server that records every session (`websockify_record`).
+    fn record_port(&self) -> u16 {
+        self.base + 22
+    }
     /// Where a TLS-capable peer (module, ceiling) relays to the targets over TLS.
     fn tls_port(&self, k: Kind) -> u16 {
         self.base + 4 + k as u16
@@ -855,11 +872,23 @@ fn nginx_conf(cfg: &Cfg, k: Kind, dir: &Path) -> String {
     } else {
         String::new()
     };
+    // And again recording each session to a file in the work directory.
+    let record_server = if k == Kind::Module {
+        format!(
+            "  server {{\n    listen 127.0.0.1:{};\n    location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      \
+             websockify_record {d}/rec-$websockify_session_id.rec;\n      websockify_record_input on;\n      \
+             websockify_buffer_size {b};\n    }}\n  }}\n",
+            cfg.record_port(),
+            cfg.raw_port()
+        )
+    } else {
+        String::new()
+    };
     match k {
         Kind::Module | Kind::Zone => format!(
             "load_module {};\n{common}http {{\n  access_log off;\n{}  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  \
              fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  server {{\n    listen 127.0.0.1:{};\n    \
-             location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      websockify_buffer_size {b};\n    }}\n  }}\n{tls_server}{rfb_server}}}\n",
+             location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      websockify_buffer_size {b};\n    }}\n  }}\n{tls_server}{rfb_server}{record_server}}}\n",
             cfg.module,
             if k == Kind::Zone {
                 "  websockify_zone bench 32m;\n"
@@ -1031,6 +1060,8 @@ struct Tp {
     /// The module logs in to an RFB target (`websockify_rfb_*`); the other peers run
     /// their plain path, so the ratio shows what the security proxy costs.
     rfb: bool,
+    /// The module records the session (`websockify_record`, input too); the same.
+    record: bool,
 }
 
 struct Sizes {
@@ -1271,6 +1302,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
                     goal,
                     tls: false,
                     rfb: false,
+                    record: false,
                 });
             }
         }
@@ -1286,6 +1318,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
             goal: "≥ 0.90",
             tls: true,
             rfb: false,
+            record: false,
         });
         // After the gateway's RFB login: the relay with its gate, both ways.
         for (dir, dl) in [(Dir::Down, "down"), (Dir::Up, "up")] {
@@ -1299,6 +1332,22 @@ fn run_main(args: &[String]) -> io::Result<i32> {
                 goal: "",
                 tls: false,
                 rfb: true,
+                record: false,
+            });
+        }
+        // Every byte both ways also written to a recording.
+        for (dir, dl) in [(Dir::Down, "down"), (Dir::Echo, "echo")] {
+            v.push(Tp {
+                key: format!("rec_65536_1c_{dl}"),
+                label: format!("64 KiB, 1 conn: {dl}, recorded (MiB/s)"),
+                dir,
+                msg: 65536,
+                conns: 1,
+                total: sz.big1,
+                goal: "",
+                tls: false,
+                rfb: false,
+                record: true,
             });
         }
         v
@@ -1434,7 +1483,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
                 let k = kinds[pi];
                 if running[pi].is_none()
                     || (t.tls && (!k.tls() || front.is_none()))
-                    || (t.rfb && !matches!(k, Kind::Module | Kind::Ceiling))
+                    || ((t.rfb || t.record) && !matches!(k, Kind::Module | Kind::Ceiling))
                 {
                     continue;
                 }
@@ -1444,6 +1493,8 @@ fn run_main(args: &[String]) -> io::Result<i32> {
                         cfg.tls_port(k)
                     } else if rfb {
                         cfg.rfb_port()
+                    } else if t.record && k == Kind::Module {
+                        cfg.record_port()
                     } else {
                         cfg.port(k)
                     },
@@ -1451,6 +1502,11 @@ fn run_main(args: &[String]) -> io::Result<i32> {
                     rfb,
                 };
                 let r = throughput(&ep, t.dir, t.conns, t.total, t.msg);
+                if t.record && k == Kind::Module {
+                    // Checked, then gone: full runs would fill gigabytes.
+                    let r2 = recorded_bytes(&cfg.work.join(k.name()));
+                    eprintln!("  {:<34} {:<10} {r2} bytes in recordings", "", "");
+                }
                 eprintln!(
                     "  {:<34} {:<10} {}",
                     t.label,
