@@ -291,3 +291,35 @@ wait_until { ($t->rfb(2) // '') =~ /shared/ } 5;
 like $t->rfb(2), qr/shared 0\n$/, "$T: view-only off here";
 --- no_error_log
 [error]
+
+
+
+=== TEST 14: a 3.7 server: its types, no SecurityResult after None
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_rfb_view_only on;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1), rfb => { version => '003.007', types => [1] });
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101";
+rfb_browser($c);
+like $t->rfb, qr/^version RFB 003\.007\nchose 1\nshared 1\n/, "$T: the gateway answered 3.7 and chose None";
+--- no_error_log
+[error]
+
+
+
+=== TEST 15: a server that hangs up in the middle of the handshake: 502 with its line
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_rfb_password pw;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1), rfb => { banner => "RFB 003.008\n\x02\x02" });
+my $c = ws_connect();
+is $c->{status}, 502, "$T: 502";
+--- error_log eval
+qr/\[error\] .*cannot log in to VNC server "[^"]+": (the VNC server closed the connection during the RFB handshake|reading from the VNC server failed)/

@@ -314,7 +314,9 @@ struct Conn {
 
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn open(ep: &Endpoint) -> io::Result<TcpStream> {
+/// The upgraded connection, and what the server sent right behind its 101 (the gateway's
+/// RFB greeting may come in the same segment).
+fn open(ep: &Endpoint) -> io::Result<(TcpStream, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", ep.port))?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -334,16 +336,16 @@ fn open(ep: &Endpoint) -> io::Result<TcpStream> {
     if ws::header_value(&head, "Sec-WebSocket-Accept") != Some(ws::accept_key(&key).as_str()) {
         return Err(bad("handshake: wrong Sec-WebSocket-Accept"));
     }
-    if !left.is_empty() {
+    if !left.is_empty() && !ep.rfb {
         return Err(bad("handshake: data before the request"));
     }
-    Ok(s)
+    Ok((s, left))
 }
 
 fn connect(ep: &Endpoint) -> io::Result<Conn> {
-    let s = open(ep)?;
+    let (s, left) = open(ep)?;
     let mut c = Conn {
-        rd: FrameReader::new(s.try_clone()?, &[]),
+        rd: FrameReader::new(s.try_clone()?, &left),
         wr: MaskedWriter::new(s, rand()),
     };
     if ep.rfb {

@@ -16,7 +16,7 @@ use super::session::{RfbSession, Session};
 use super::setup::{self, Step};
 use crate::conf::rfb::{Credential, ViewOnly};
 use crate::protocol::rfb::login::{self as rfb, Credentials, Failure, Progress};
-use crate::protocol::rfb::{Secret, Tls};
+use crate::protocol::rfb::{Secret, Security, Tls};
 
 /// The server's handshake is short: a reason string is at most 1 KiB (wire::MAX_REASON).
 const READ: usize = 2048;
@@ -32,6 +32,9 @@ pub struct Login {
     tls: Option<Tls>,
     /// TLS has started and its handshake is under way.
     handshaking: bool,
+    /// Logged in with this type once the output is written (3.7's None choice is the
+    /// last byte, with nothing to read after it).
+    done: Option<Security>,
 }
 
 impl Login {
@@ -69,6 +72,7 @@ pub unsafe fn start(s: &mut Session) -> Step {
         sent: 0,
         tls: None,
         handshaking: false,
+        done: None,
     }));
     // SAFETY: see # Safety.
     unsafe { resume(s) }
@@ -141,6 +145,9 @@ pub unsafe fn resume(s: &mut Session) -> Step {
             // SAFETY: see # Safety.
             return unsafe { start_tls(s, tls) };
         }
+        if let Some(security) = login.done {
+            return done_with(s, security);
+        }
         let mut buf = [0u8; READ];
         // SAFETY: t is the connected target.
         let n = match unsafe { setup::recv(t, &mut buf) } {
@@ -171,7 +178,7 @@ pub unsafe fn resume(s: &mut Session) -> Step {
                 match progress {
                     Progress::Reading => {}
                     Progress::StartTls(tls) => login.tls = Some(tls),
-                    Progress::Done(done) => return done_with(s, done.security),
+                    Progress::Done(done) => login.done = Some(done.security),
                 }
             }
             Err(why) => return refused(s, why),
@@ -270,7 +277,7 @@ pub unsafe fn tls_done(s: &mut Session) -> Step {
 
 /// Logged in: the server waits for ClientInit, which the browser sends after the gate's
 /// handshake. Bytes before it would be no RFB.
-fn done_with(s: &mut Session, security: crate::protocol::rfb::Security) -> Step {
+fn done_with(s: &mut Session, security: Security) -> Step {
     let early = s.login.as_ref().is_some_and(|l| !l.input.is_empty());
     s.login = None;
     if early {
