@@ -27,6 +27,12 @@ BEGIN {
 }
 END { system("umount $Full 2>/dev/null") if !$FullSkip }
 
+our $NoThreads;
+BEGIN {
+    my $v = `${\ ($ENV{TEST_NGINX_BINARY} // 'nginx')} -V 2>&1`;
+    $NoThreads = $v =~ /--with-threads/ ? '' : 'nginx built without --with-threads';
+}
+
 # A recording read back: (header JSON, [[dir, ms, bytes], ...], complete).
 sub WsTest::Run::read_recording {
     my ($path) = @_;
@@ -190,6 +196,7 @@ my $log = error_log_text();
 like $log, qr/\[error\] .*websockify: writing recording "[^"]*r\.rec" failed: \(28: No space left on device\), ending the session \(websockify_record_required\)/, "$T: required's line";
 like $log, qr/\[error\] .*websockify: writing recording "[^"]*o\.rec" failed: \(28: No space left on device\), recording stopped/, "$T: optional's line";
 is scalar(() = $log =~ /writing recording "[^"]*o\.rec"/g), 1, "$T: optional: logged once";
+unlink "$::Full/o.rec";
 
 
 
@@ -274,3 +281,62 @@ $c->close;
 ok wait_until(sub { -e "$::Dir/inherited.rec" }, 5), "$T: inherited from http";
 --- no_error_log
 [error]
+
+
+
+=== TEST 8: with aio threads and aio_write on, writes go through the thread pool
+--- skip_eval: 6: $::NoThreads
+--- main_config
+    load_module $TEST_NGINX_WEBSOCKIFY_SO;
+    thread_pool recordings threads=2;
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_record $TEST_NGINX_REC_DIR/pool.rec;
+        aio threads=recordings;
+        aio_write on;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1), send => ['pool', 2 << 20]);
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101";
+my $got = $c->read_data(2 << 20, 20);
+is length $got, 2 << 20, "$T: relayed";
+$c->send(ws_close_frame(1000));
+close_ok($c, 1000, 'clean close');
+my ($header, $records, $complete);
+wait_until { ($header, $records, $complete) = read_recording("$::Dir/pool.rec"); $records && length(side($records, 0)) == 2 << 20 } 10;
+ok $complete, "$T: complete";
+ok side($records, 0) eq prng_bytes('pool', 2 << 20), "$T: every byte, in order";
+SKIP: {
+    skip 'nginx without --with-debug', 1 if `$Test::Nginx::Util::NginxBinary -V 2>&1` !~ /--with-debug/;
+    like error_log_text(), qr/task #\d+ added to thread pool "recordings"/, "$T: the pool's tasks";
+}
+--- no_error_log
+[error]
+fell behind
+
+
+
+=== TEST 9: through the thread pool, a full disk ends a required session with 1011 and its one line
+--- skip_eval: 3: $::FullSkip || $::NoThreads
+--- main_config
+    load_module $TEST_NGINX_WEBSOCKIFY_SO;
+    thread_pool recordings threads=1;
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_record $TEST_NGINX_FULL_DIR/pool-full.rec;
+        websockify_record_required on;
+        aio threads=recordings;
+        aio_write on;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1), send => ['pool', 1 << 20]);
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101";
+my $f = $c->read_until_opcode(8, 10);
+is $f && $f->{code}, 1011, "$T: close 1011";
+$c->close;
+unlink "$::Full/pool-full.rec";
+like error_log_text(), qr/\[error\] .*websockify: writing recording "[^"]*pool-full\.rec" failed: \(28: No space left on device\), ending the session \(websockify_record_required\)/, "$T: the line";

@@ -356,12 +356,16 @@ fn connect(ep: &Endpoint) -> io::Result<Conn> {
 
 /// What noVNC does with the gateway: version, None, OK, ClientInit, ServerInit.
 fn greet_gateway(c: &mut Conn) -> io::Result<()> {
-    let mut b = [0u8; 14];
+    let mut b = [0u8; 12];
     c.rd.read_exact_into(&mut b)?;
-    if &b != b"RFB 003.008\n\x01\x01" {
+    if &b != b"RFB 003.008\n" {
         return Err(bad("rfb: not the gateway's greeting"));
     }
     c.wr.send(b"RFB 003.008\n")?;
+    c.rd.read_exact_into(&mut b[..2])?;
+    if b[..2] != [1, 1] {
+        return Err(bad("rfb: the gateway offers more than None"));
+    }
     c.wr.send(&[1])?;
     c.rd.read_exact_into(&mut b[..4])?;
     c.wr.send(&[1])?;
@@ -878,7 +882,7 @@ fn nginx_conf(cfg: &Cfg, k: Kind, dir: &Path) -> String {
     let record_server = if k == Kind::Module {
         format!(
             "  server {{\n    listen 127.0.0.1:{};\n    location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      \
-             websockify_record {d}/rec-$websockify_session_id.rec;\n      websockify_record_input on;\n      \
+             websockify_record {d}/rec/rec-$websockify_session_id.rec;\n      websockify_record_input on;\n      \
              websockify_buffer_size {b};\n    }}\n  }}\n",
             cfg.record_port(),
             cfg.raw_port()
@@ -988,6 +992,10 @@ fn start(cfg: &Cfg, k: Kind) -> io::Result<Running> {
 fn start_once(cfg: &Cfg, k: Kind) -> io::Result<Running> {
     let dir = cfg.work.join(k.name());
     fs::create_dir_all(dir.join("tmp"))?;
+    // Recordings: written by the workers, which may run as another user than the master.
+    let rec = dir.join("rec");
+    fs::create_dir_all(&rec)?;
+    fs::set_permissions(&rec, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -1506,7 +1514,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
                 let r = throughput(&ep, t.dir, t.conns, t.total, t.msg);
                 if t.record && k == Kind::Module {
                     // Checked, then gone: full runs would fill gigabytes.
-                    let r2 = recorded_bytes(&cfg.work.join(k.name()));
+                    let r2 = recorded_bytes(&cfg.work.join(k.name()).join("rec"));
                     eprintln!("  {:<34} {:<10} {r2} bytes in recordings", "", "");
                 }
                 eprintln!(

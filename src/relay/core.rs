@@ -291,6 +291,8 @@ pub struct Relay {
     gate: Option<Gate>,
     /// `websockify_record`: what the client received (and sent) goes here.
     rec: Option<Recorder>,
+    /// The recording's writes are behind: nothing more is read until they catch up.
+    rec_behind: bool,
     /// Target to client: frames in `down.pos..down.last`.
     down: Buf,
     /// The 101 is still queued in nginx: nothing else goes to the client before it.
@@ -340,6 +342,7 @@ impl Relay {
             up_clear: 0,
             gate: None,
             rec: None,
+            rec_behind: false,
             down: Buf::default(),
             header,
             close: None,
@@ -386,10 +389,21 @@ impl Relay {
         self.rec.as_mut()
     }
 
+    /// The recording's writes cannot take more now (`true`) or can again: reading either
+    /// side waits meanwhile, so memory stays bounded and nothing goes unrecorded.
+    pub fn record_behind(&mut self, behind: bool) {
+        self.rec_behind = behind;
+    }
+
+    pub fn is_record_behind(&self) -> bool {
+        self.rec_behind
+    }
+
     /// Writing the recording failed: with `required` the session ends (close 1011, cause
     /// `internal`), without it the session goes on unrecorded.
     pub fn record_failed(&mut self, required: bool) {
         self.rec = None;
+        self.rec_behind = false;
         if required {
             self.client_done = true;
             self.target_done = true;
@@ -659,7 +673,7 @@ impl Relay {
             self.compact_up();
         }
         let size = self.cfg.buffer_size;
-        if self.client_done || self.close_sent || !ready.client_read {
+        if self.client_done || self.close_sent || !ready.client_read || self.rec_behind {
             // Idle sessions keep no buffer (nginx clears `ready` after a short read).
             if !self.up.pending() {
                 self.up.release();
@@ -732,7 +746,12 @@ impl Relay {
         if self.out.is_some() {
             return ready.client_write.then_some(Plan::SendControl);
         }
-        if self.target_done || self.close_sent || !ready.target_read || self.greeting() {
+        if self.target_done
+            || self.close_sent
+            || !ready.target_read
+            || self.greeting()
+            || self.rec_behind
+        {
             self.down.release();
             return None;
         }
@@ -767,7 +786,13 @@ impl Relay {
     /// busy; not while a control frame waits for the boundary this would push back.
     fn plan_read_behind(&mut self, ready: Ready) -> Option<Plan> {
         let waiting = self.close.is_some() || self.pong.is_some() || self.ping.is_some();
-        if waiting || self.greeting() || self.target_done || self.close_sent || !ready.target_read {
+        if waiting
+            || self.greeting()
+            || self.rec_behind
+            || self.target_done
+            || self.close_sent
+            || !ready.target_read
+        {
             return None;
         }
         let window = self

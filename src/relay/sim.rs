@@ -474,6 +474,16 @@ impl<'a> World<'a> {
         if self.end.is_none() && self.shutdown_at.is_some_and(|at| self.clock.now >= at) {
             self.shut_down();
         }
+        // The recording's writes fall behind and catch up (the thread pool's backpressure);
+        // they always catch up when draining.
+        if self.recorded.is_some() {
+            let behind = !draining && self.dice.percent(20);
+            if behind != self.relay.is_record_behind() {
+                self.note(format_args!("recording behind: {behind}"));
+                self.relay.record_behind(behind);
+                self.run_relay()?;
+            }
+        }
         if self.dice.percent(85) || draining {
             self.run_relay()?;
         }

@@ -9,6 +9,8 @@ pub mod attempt;
 pub mod connect;
 pub mod handler;
 pub mod login;
+#[cfg(ngx_feature = "threads")]
+pub mod pool;
 pub mod record;
 pub mod relay;
 pub mod session;

@@ -1,6 +1,8 @@
 //! `websockify_record`'s file: opened before the 101 (a required recording that cannot
 //! be opened refuses the session), its header written, then the relay's records written
-//! in large chunks. The relay core decides what is recorded; this file only writes.
+//! in large chunks: with `aio threads` and `aio_write on` through the location's thread
+//! pool (`pool.rs`), as nginx writes its temporary files, otherwise with write(2) as
+//! nginx writes its logs. The relay core decides what is recorded; this file only writes.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -23,10 +25,27 @@ const FLUSH_EVERY: Msec = 1000;
 
 /// A recording being written.
 pub struct RecordFile {
-    file: File,
+    writer: Writer,
     path: String,
     required: bool,
     flushed_at: Msec,
+}
+
+enum Writer {
+    Direct(File),
+    /// Owned by the pool's write queue, which outlives the session if it must.
+    #[cfg(ngx_feature = "threads")]
+    Pool(*mut super::pool::Queue),
+}
+
+impl Drop for RecordFile {
+    fn drop(&mut self) {
+        #[cfg(ngx_feature = "threads")]
+        if let Writer::Pool(q) = self.writer {
+            // SAFETY: the queue this file made; it frees itself once its writes are done.
+            unsafe { super::pool::Queue::release(q) };
+        }
+    }
 }
 
 /// The session may not start: its required recording could not be opened (logged).
@@ -70,7 +89,8 @@ pub unsafe fn open(s: &Session, location: &str, now: Msec) -> Result<Option<Reco
     let result = opened.and_then(|mut f| f.write_all(&header).map(|()| f));
     match result {
         Ok(file) => Ok(Some(RecordFile {
-            file,
+            // SAFETY: see # Safety.
+            writer: unsafe { writer(s, file, &path, required) },
             path,
             required,
             flushed_at: now,
@@ -112,25 +132,71 @@ pub fn flush(s: &mut Session, now: Msec, all: bool) -> bool {
     }
     let bytes = rec.take();
     file.flushed_at = now;
-    if let Err(e) = file.file.write_all(&bytes) {
-        let then = if file.required {
-            "ending the session (websockify_record_required)"
-        } else {
-            "recording stopped"
-        };
-        ngx_log_error!(
-            NGX_LOG_ERR,
-            log,
-            "websockify: writing recording \"{}\" failed: {}, {then}",
-            file.path,
-            os_error(&e)
-        );
-        relay.record_failed(file.required);
-        let ended = file.required;
-        s.record_file = None;
-        return ended;
+    let failed = match file.writer {
+        Writer::Direct(ref mut f) => f.write_all(&bytes).err().map(|e| os_error(&e)),
+        // SAFETY: the queue this file made, alive while the file is.
+        #[cfg(ngx_feature = "threads")]
+        Writer::Pool(q) => match unsafe { (*q).write(bytes) } {
+            Ok(behind) => {
+                relay.record_behind(behind);
+                None
+            }
+            Err(why) => Some(why),
+        },
+    };
+    let Some(why) = failed else {
+        return false;
+    };
+    failure(log, &file.path, &why, file.required);
+    relay.record_failed(file.required);
+    let ended = file.required;
+    s.record_file = None;
+    ended
+}
+
+/// The one line for a recording that cannot be written.
+pub fn failure(log: *mut ngx::ffi::ngx_log_t, path: &str, why: &str, required: bool) {
+    let then = if required {
+        "ending the session (websockify_record_required)"
+    } else {
+        "recording stopped"
+    };
+    ngx_log_error!(
+        NGX_LOG_ERR,
+        log,
+        "websockify: writing recording \"{path}\" failed: {why}, {then}"
+    );
+}
+
+/// Where the records go: the location's thread pool with `aio threads; aio_write on;`,
+/// else the file directly.
+///
+/// # Safety
+/// `s` is the request's session.
+#[cfg(ngx_feature = "threads")]
+unsafe fn writer(s: &Session, file: File, path: &str, required: bool) -> Writer {
+    use ngx::ffi::{ngx_flag_t, NGX_HTTP_AIO_THREADS};
+    use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+    // SAFETY: r is live (Session invariant).
+    let pool = NgxHttpCoreModule::location_conf(unsafe { &*s.r })
+        .filter(|c| c.aio == NGX_HTTP_AIO_THREADS as ngx_flag_t && c.aio_write != 0)
+        .map(|c| c.thread_pool)
+        .filter(|tp| !tp.is_null());
+    let Some(tp) = pool else {
+        return Writer::Direct(file);
+    };
+    // SAFETY: a thread pool of this cycle; s the live session.
+    match unsafe { super::pool::Queue::new(file, tp, path, required, s) } {
+        Ok(q) => Writer::Pool(q),
+        Err(file) => Writer::Direct(file),
     }
-    false
+}
+
+/// # Safety
+/// None: without thread support the file is written directly.
+#[cfg(not(ngx_feature = "threads"))]
+unsafe fn writer(_: &Session, file: File, _: &str, _: bool) -> Writer {
+    Writer::Direct(file)
 }
 
 /// Whether the relay loop must write out before going on.
@@ -143,7 +209,7 @@ pub fn must_flush(s: &mut Session) -> bool {
 }
 
 /// "(28: No space left on device)", the way nginx shows an errno.
-fn os_error(e: &std::io::Error) -> String {
+pub fn os_error(e: &std::io::Error) -> String {
     let text = e.to_string();
     let text = text.split(" (os error").next().unwrap_or_default();
     match e.raw_os_error() {

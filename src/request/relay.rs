@@ -421,6 +421,40 @@ unsafe fn run_from_event(s: *mut Session) {
     }
 }
 
+/// A recording written through the thread pool failed (logged): the session goes on
+/// unrecorded, or ends when its recording is required.
+///
+/// # Safety
+/// `s` is the request's session, started; it may be freed: the caller does not touch it
+/// afterwards.
+#[cfg(ngx_feature = "threads")]
+pub unsafe fn recording_failed(s: &mut Session, required: bool) {
+    if let Some(relay) = s.relay.as_mut() {
+        relay.record_failed(required);
+    }
+    s.record_file = None;
+    if required {
+        // SAFETY: see # Safety.
+        unsafe { run_from_event(s) };
+    }
+}
+
+/// The thread pool's writes caught up: a relay held back by them reads again.
+///
+/// # Safety
+/// As for `recording_failed`.
+#[cfg(ngx_feature = "threads")]
+pub unsafe fn recording_caught_up(s: &mut Session) {
+    let Some(relay) = s.relay.as_mut() else {
+        return;
+    };
+    if relay.is_record_behind() {
+        relay.record_behind(false);
+        // SAFETY: see # Safety.
+        unsafe { run_from_event(s) };
+    }
+}
+
 /// Performs the relay's actions until it waits or finishes.
 ///
 /// # Safety
