@@ -323,3 +323,30 @@ is $c->{status}, 101, "$T: 101";
 browser_sees($c, 'xvnc-recipe');
 --- no_error_log
 [error]
+
+
+
+=== TEST 13: Xvnc with VeNCrypt Plain (no TLS): used only when listed
+--- skip_eval: 7: $::Skip_reason || $::NoUser
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_rfb_username $TEST_NGINX_RFB_USER;
+        websockify_rfb_password $TEST_NGINX_RFB_USER_PASS;
+        websockify_rfb_security plain;
+    }
+    location /default {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_rfb_username $TEST_NGINX_RFB_USER;
+        websockify_rfb_password $TEST_NGINX_RFB_USER_PASS;
+    }
+--- ws_test
+xvnc(1, 'xvnc-plain-clear', '-SecurityTypes', 'Plain', '-PlainUsers', $ENV{TEST_NGINX_RFB_USER},
+    '-PAMService', 'tigervnc');
+my $c = ws_connect(path => '/default');
+is $c->{status}, 502, "$T: the default policy sends no password in clear: 502";
+$c = ws_connect();
+is $c->{status}, 101, "$T: listed: 101";
+browser_sees($c, 'xvnc-plain-clear');
+--- error_log eval
+qr/\[error\] .*no allowed security type: the VNC server offered VeNCrypt subtypes plain/

@@ -250,18 +250,20 @@ impl Login {
                     });
                 };
                 self.out.extend_from_slice(&s.code().to_be_bytes());
-                State::VencAccept(s)
-            }
-            State::VencAccept(s) => match r.u8() {
-                None => return Ok(None),
-                Some(1) => match s.tls() {
-                    Some(tls) => {
-                        self.state = State::Tls(s);
-                        return Ok(Some(Some(Progress::StartTls(tls))));
-                    }
+                // The TLS subtypes' first byte is the server's go-ahead for the handshake
+                // (TigerVNC's SSecurityTLS); Plain's credentials follow the choice at once.
+                match s.tls() {
+                    Some(_) => State::VencAccept(s),
                     None => self.authenticate(s),
-                },
-                Some(_) => return Err(Failure::VeNCrypt("the server refused the subtype")),
+                }
+            }
+            State::VencAccept(s) => match (r.u8(), s.tls()) {
+                (None, _) => return Ok(None),
+                (Some(1), Some(tls)) => {
+                    self.state = State::Tls(s);
+                    return Ok(Some(Some(Progress::StartTls(tls))));
+                }
+                _ => return Err(Failure::VeNCrypt("the server refused the subtype")),
             },
             // Nothing is read until TLS is up.
             State::Tls(_) => return Ok(None),
@@ -600,6 +602,31 @@ mod tests {
             Ok(Progress::Done(LoggedIn {
                 version: Version::V3_8,
                 security: Security::X509Vnc
+            }))
+        );
+    }
+
+    #[test]
+    fn vencrypt_plain_sends_the_credentials_right_after_the_choice() {
+        let mut l = login(&[Security::Plain], "ann", "pw");
+        assert_eq!(
+            trickle(&mut l, b"RFB 003.008\n\x01\x13"),
+            Ok(Progress::Reading)
+        );
+        assert_eq!(out(&mut l), b"RFB 003.008\n\x13");
+        assert_eq!(trickle(&mut l, &[0, 2, 0]), Ok(Progress::Reading));
+        assert_eq!(out(&mut l), [0, 2]);
+        // One subtype, Plain: no go-ahead byte comes, as TigerVNC does it.
+        assert_eq!(trickle(&mut l, &[1, 0, 0, 1, 0]), Ok(Progress::Reading));
+        let mut want = 256u32.to_be_bytes().to_vec();
+        want.extend_from_slice(&[0, 0, 0, 3, 0, 0, 0, 2]);
+        want.extend_from_slice(b"annpw");
+        assert_eq!(out(&mut l), want);
+        assert_eq!(
+            trickle(&mut l, &[0, 0, 0, 0]),
+            Ok(Progress::Done(LoggedIn {
+                version: Version::V3_8,
+                security: Security::Plain
             }))
         );
     }
