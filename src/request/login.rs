@@ -12,7 +12,7 @@ use ngx::ffi::{
 use ngx::http::HTTPStatus;
 use ngx::ngx_log_error;
 
-use super::session::{RfbSession, Session};
+use super::session::{Login, RfbSession, Session};
 use super::setup::{self, Step};
 use crate::conf::rfb::{Credential, ViewOnly};
 use crate::protocol::rfb::login::{self as rfb, Credentials, Failure, Progress};
@@ -20,29 +20,6 @@ use crate::protocol::rfb::{Secret, Security, Tls};
 
 /// The server's handshake is short: a reason string is at most 1 KiB (wire::MAX_REASON).
 const READ: usize = 2048;
-
-/// The login in progress: the machine, the server's bytes it has not consumed yet, and
-/// what is still to be written (it may hold the password: wiped when dropped).
-pub struct Login {
-    machine: rfb::Login,
-    input: Vec<u8>,
-    out: Secret,
-    sent: usize,
-    /// The machine asked for TLS once the output is written.
-    tls: Option<Tls>,
-    /// TLS has started and its handshake is under way.
-    handshaking: bool,
-    /// Logged in with this type once the output is written (3.7's None choice is the
-    /// last byte, with nothing to read after it).
-    done: Option<Security>,
-}
-
-impl Login {
-    /// Waiting for the TLS handshake (its handler resumes the login), not for the socket.
-    pub fn handshaking(&self) -> bool {
-        self.handshaking
-    }
-}
 
 /// Starts the login when the location asks for it; Ready when it does not.
 ///
@@ -132,6 +109,7 @@ pub unsafe fn resume(s: &mut Session) -> Step {
         // SAFETY: t is the connected target.
         match unsafe { flush(t, login) } {
             Ok(true) => {}
+            // SAFETY: as above.
             Ok(false) => return unsafe { wait_write(t) },
             Err(()) => {
                 return fail(
@@ -159,6 +137,7 @@ pub unsafe fn resume(s: &mut Session) -> Step {
                 )
             }
             Ok(Some(n)) => n,
+            // SAFETY: t is the connected target.
             Ok(None) => return unsafe { wait_read(t) },
             Err(()) => {
                 return fail(

@@ -9,8 +9,7 @@ pub mod attempt;
 pub mod connect;
 pub mod handler;
 pub mod login;
-#[cfg(ngx_feature = "threads")]
-pub mod pool;
+pub mod recfile;
 pub mod record;
 pub mod relay;
 pub mod session;

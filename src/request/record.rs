@@ -1,10 +1,9 @@
-//! `websockify_record`'s file: opened before the 101 (a required recording that cannot
-//! be opened refuses the session), its header written, then the relay's records written
-//! in large chunks: with `aio threads` and `aio_write on` through the location's thread
-//! pool (`pool.rs`), as nginx writes its temporary files, otherwise with write(2) as
-//! nginx writes its logs. The relay core decides what is recorded; this file only writes.
+//! `websockify_record` for a session: the file opened before the 101 (a required
+//! recording that cannot be opened refuses the session) with its header, then the
+//! relay's records handed to it in large chunks (`recfile` writes them), and what the
+//! thread pool reports acted on. The relay core decides what is recorded.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,40 +12,14 @@ use ngx::core::Status;
 use ngx::ffi::{ngx_http_complex_value, ngx_str_t, NGX_LOG_ERR};
 use ngx::ngx_log_error;
 
+use super::recfile::{failure, os_error, PoolEvent, RecordFile, MAX_PENDING};
 use super::session::Session;
 use crate::protocol::recording::Header;
 use crate::relay::core::Msec;
 
 /// Written once this much waits (and at least once a second while the session moves).
 const FLUSH_AT: usize = 64 * 1024;
-/// Never more than this waits in memory: the relay loop writes out first.
-pub const MAX_PENDING: usize = 256 * 1024;
 const FLUSH_EVERY: Msec = 1000;
-
-/// A recording being written.
-pub struct RecordFile {
-    writer: Writer,
-    path: String,
-    required: bool,
-    flushed_at: Msec,
-}
-
-enum Writer {
-    Direct(File),
-    /// Owned by the pool's write queue, which outlives the session if it must.
-    #[cfg(ngx_feature = "threads")]
-    Pool(*mut super::pool::Queue),
-}
-
-impl Drop for RecordFile {
-    fn drop(&mut self) {
-        #[cfg(ngx_feature = "threads")]
-        if let Writer::Pool(q) = self.writer {
-            // SAFETY: the queue this file made; it frees itself once its writes are done.
-            unsafe { super::pool::Queue::release(q) };
-        }
-    }
-}
 
 /// The session may not start: its required recording could not be opened (logged).
 pub struct Refused;
@@ -54,8 +27,13 @@ pub struct Refused;
 /// Opens the location's recording for this session, if it records.
 ///
 /// # Safety
-/// `s` is the request's session, its target connected and its id set.
-pub unsafe fn open(s: &Session, location: &str, now: Msec) -> Result<Option<RecordFile>, Refused> {
+/// `s` is the request's session, its target connected, its id and timer set up (the
+/// thread pool posts the timer's event), and it stays where it is.
+pub unsafe fn open(
+    s: &mut Session,
+    location: &str,
+    now: Msec,
+) -> Result<Option<RecordFile>, Refused> {
     let conf = &s.conf().record;
     let Some(cv) = conf.path() else {
         return Ok(None);
@@ -69,12 +47,6 @@ pub unsafe fn open(s: &Session, location: &str, now: Msec) -> Result<Option<Reco
         return if required { Err(Refused) } else { Ok(None) };
     }
     let path = String::from_utf8_lossy(value.as_bytes()).into_owned();
-    let opened = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path);
     let header = Header {
         session: s.id().unwrap_or_default(),
         // SAFETY: see # Safety: the upstream exists.
@@ -86,14 +58,17 @@ pub unsafe fn open(s: &Session, location: &str, now: Msec) -> Result<Option<Reco
         input: conf.input != 0,
     }
     .encode();
-    let result = opened.and_then(|mut f| f.write_all(&header).map(|()| f));
-    match result {
-        Ok(file) => Ok(Some(RecordFile {
-            // SAFETY: see # Safety.
-            writer: unsafe { writer(s, file, &path, required) },
-            path,
-            required,
-            flushed_at: now,
+    let opened = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&header).map(|()| f));
+    match opened {
+        // SAFETY: see # Safety; the pool is null or this cycle's.
+        Ok(file) => Ok(Some(unsafe {
+            RecordFile::new(file, path, required, now, thread_pool(s), &mut s.timer)
         })),
         Err(e) => {
             let then = if required {
@@ -116,8 +91,25 @@ pub unsafe fn open(s: &Session, location: &str, now: Msec) -> Result<Option<Reco
     }
 }
 
-/// Writes what the relay recorded when enough waits, a second has passed, or `all`.
-/// A failed write ends the recording (and, when it is required, the session: true).
+/// The location's thread pool when it has `aio threads; aio_write on;`, as nginx's own
+/// file writes go through it; null otherwise.
+#[cfg(ngx_feature = "threads")]
+fn thread_pool(s: &Session) -> *mut ngx::ffi::ngx_thread_pool_t {
+    use ngx::ffi::{ngx_flag_t, NGX_HTTP_AIO_THREADS};
+    use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+    // SAFETY: r is live (Session invariant).
+    NgxHttpCoreModule::location_conf(unsafe { &*s.r })
+        .filter(|c| c.aio == NGX_HTTP_AIO_THREADS as ngx_flag_t && c.aio_write != 0)
+        .map_or(core::ptr::null_mut(), |c| c.thread_pool)
+}
+
+#[cfg(not(ngx_feature = "threads"))]
+fn thread_pool(_: &Session) -> *mut ngx::ffi::ngx_thread_pool_t {
+    core::ptr::null_mut()
+}
+
+/// Hands what the relay recorded to the file when enough waits, a second has passed, or
+/// `all`. A failed write ends the recording (and, when it is required, the session: true).
 pub fn flush(s: &mut Session, now: Msec, all: bool) -> bool {
     let log = s.log();
     let (Some(relay), Some(file)) = (s.relay.as_mut(), s.record_file.as_mut()) else {
@@ -132,71 +124,37 @@ pub fn flush(s: &mut Session, now: Msec, all: bool) -> bool {
     }
     let bytes = rec.take();
     file.flushed_at = now;
-    let failed = match file.writer {
-        Writer::Direct(ref mut f) => f.write_all(&bytes).err().map(|e| os_error(&e)),
-        // SAFETY: the queue this file made, alive while the file is.
-        #[cfg(ngx_feature = "threads")]
-        Writer::Pool(q) => match unsafe { (*q).write(bytes) } {
-            Ok(behind) => {
-                relay.record_behind(behind);
-                None
-            }
-            Err(why) => Some(why),
-        },
-    };
-    let Some(why) = failed else {
-        return false;
-    };
-    failure(log, &file.path, &why, file.required);
-    relay.record_failed(file.required);
-    let ended = file.required;
-    s.record_file = None;
-    ended
-}
-
-/// The one line for a recording that cannot be written.
-pub fn failure(log: *mut ngx::ffi::ngx_log_t, path: &str, why: &str, required: bool) {
-    let then = if required {
-        "ending the session (websockify_record_required)"
-    } else {
-        "recording stopped"
-    };
-    ngx_log_error!(
-        NGX_LOG_ERR,
-        log,
-        "websockify: writing recording \"{path}\" failed: {why}, {then}"
-    );
-}
-
-/// Where the records go: the location's thread pool with `aio threads; aio_write on;`,
-/// else the file directly.
-///
-/// # Safety
-/// `s` is the request's session.
-#[cfg(ngx_feature = "threads")]
-unsafe fn writer(s: &Session, file: File, path: &str, required: bool) -> Writer {
-    use ngx::ffi::{ngx_flag_t, NGX_HTTP_AIO_THREADS};
-    use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
-    // SAFETY: r is live (Session invariant).
-    let pool = NgxHttpCoreModule::location_conf(unsafe { &*s.r })
-        .filter(|c| c.aio == NGX_HTTP_AIO_THREADS as ngx_flag_t && c.aio_write != 0)
-        .map(|c| c.thread_pool)
-        .filter(|tp| !tp.is_null());
-    let Some(tp) = pool else {
-        return Writer::Direct(file);
-    };
-    // SAFETY: a thread pool of this cycle; s the live session.
-    match unsafe { super::pool::Queue::new(file, tp, path, required, s) } {
-        Ok(q) => Writer::Pool(q),
-        Err(file) => Writer::Direct(file),
+    match file.write(bytes) {
+        Ok(behind) => {
+            relay.record_behind(behind);
+            false
+        }
+        Err(why) => {
+            failure(log, &file.path, &why, file.required);
+            relay.record_failed(file.required);
+            let ended = file.required;
+            s.record_file = None;
+            ended
+        }
     }
 }
 
-/// # Safety
-/// None: without thread support the file is written directly.
-#[cfg(not(ngx_feature = "threads"))]
-unsafe fn writer(_: &Session, file: File, _: &str, _: bool) -> Writer {
-    Writer::Direct(file)
+/// Acts on what the thread pool reported: a failed write (logged here, once), or writes
+/// that caught up (the relay reads again).
+pub fn check(s: &mut Session) {
+    let log = s.log();
+    let (Some(relay), Some(file)) = (s.relay.as_mut(), s.record_file.as_mut()) else {
+        return;
+    };
+    match file.take_event() {
+        Some(PoolEvent::Failed(why)) => {
+            failure(log, &file.path, &why, file.required);
+            relay.record_failed(file.required);
+            s.record_file = None;
+        }
+        Some(PoolEvent::CaughtUp) => relay.record_behind(false),
+        None => {}
+    }
 }
 
 /// Whether the relay loop must write out before going on.
@@ -206,14 +164,4 @@ pub fn must_flush(s: &mut Session) -> bool {
             .as_mut()
             .and_then(|r| r.recorder())
             .is_some_and(|r| r.pending() >= MAX_PENDING)
-}
-
-/// "(28: No space left on device)", the way nginx shows an errno.
-pub fn os_error(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or_default();
-    match e.raw_os_error() {
-        Some(n) => format!("({n}: {text})"),
-        None => format!("({text})"),
-    }
 }

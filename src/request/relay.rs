@@ -9,13 +9,13 @@ use std::cell::RefCell;
 
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_add_timer, ngx_connection_t, ngx_current_msec, ngx_cycle, ngx_del_timer, ngx_event_t,
-    ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading, ngx_http_cleanup_add,
-    ngx_http_complex_value, ngx_http_finalize_request, ngx_http_output_filter,
-    ngx_http_request_empty_handler, ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t,
-    ngx_log_t, ngx_msec_t, ngx_parse_time, ngx_pcalloc, ngx_pid, ngx_pool_cleanup_add,
-    ngx_resolve_name_done, ngx_str_t, ngx_tcp_nodelay, ngx_time, NGX_LOG_ERR, NGX_LOG_INFO,
-    NGX_LOWLEVEL_BUFFERED,
+    ngx_add_timer, ngx_connection_t, ngx_current_msec, ngx_cycle, ngx_del_timer,
+    ngx_delete_posted_event, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event,
+    ngx_http_block_reading, ngx_http_cleanup_add, ngx_http_complex_value,
+    ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_empty_handler,
+    ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_log_t, ngx_msec_t,
+    ngx_parse_time, ngx_pcalloc, ngx_pid, ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_str_t,
+    ngx_tcp_nodelay, ngx_time, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
 };
 use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
@@ -421,40 +421,6 @@ unsafe fn run_from_event(s: *mut Session) {
     }
 }
 
-/// A recording written through the thread pool failed (logged): the session goes on
-/// unrecorded, or ends when its recording is required.
-///
-/// # Safety
-/// `s` is the request's session, started; it may be freed: the caller does not touch it
-/// afterwards.
-#[cfg(ngx_feature = "threads")]
-pub unsafe fn recording_failed(s: &mut Session, required: bool) {
-    if let Some(relay) = s.relay.as_mut() {
-        relay.record_failed(required);
-    }
-    s.record_file = None;
-    if required {
-        // SAFETY: see # Safety.
-        unsafe { run_from_event(s) };
-    }
-}
-
-/// The thread pool's writes caught up: a relay held back by them reads again.
-///
-/// # Safety
-/// As for `recording_failed`.
-#[cfg(ngx_feature = "threads")]
-pub unsafe fn recording_caught_up(s: &mut Session) {
-    let Some(relay) = s.relay.as_mut() else {
-        return;
-    };
-    if relay.is_record_behind() {
-        relay.record_behind(false);
-        // SAFETY: see # Safety.
-        unsafe { run_from_event(s) };
-    }
-}
-
 /// Performs the relay's actions until it waits or finishes.
 ///
 /// # Safety
@@ -468,6 +434,7 @@ unsafe fn run(s: &mut Session) {
     }
     loop {
         let now = now();
+        record::check(s);
         if record::must_flush(s) {
             record::flush(s, now, true);
         }
@@ -657,6 +624,10 @@ unsafe fn end_request(s: &mut Session, rc: ngx_int_t) {
         if s.timer.timer_set() != 0 {
             ngx_del_timer(&mut s.timer);
         }
+        // The thread pool may have posted it (a recording's write completed).
+        if s.timer.posted() != 0 {
+            ngx_delete_posted_event(&mut s.timer);
+        }
         // Finalizing may be deferred (a posted termination): no more relay calls meanwhile.
         (*r).read_event_handler = Some(ngx_http_block_reading);
         (*r).write_event_handler = Some(ngx_http_request_empty_handler);
@@ -700,6 +671,9 @@ unsafe extern "C" fn session_ending(data: *mut c_void) {
         }
         if s.timer.timer_set() != 0 {
             ngx_del_timer(&mut s.timer);
+        }
+        if s.timer.posted() != 0 {
+            ngx_delete_posted_event(&mut s.timer);
         }
     }
     say_going_away(s);

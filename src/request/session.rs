@@ -10,11 +10,11 @@ use ngx::ffi::{
 
 use ngx::http::{HttpModule, Request};
 
-use super::login::Login;
-use super::record::RecordFile;
+use super::recfile::RecordFile;
 use crate::conf::LocConf;
 use crate::protocol::handshake::Accept;
-use crate::protocol::rfb::Security;
+use crate::protocol::rfb::login::Login as Machine;
+use crate::protocol::rfb::{Secret, Security, Tls};
 use crate::relay::core::{End, Relay, Stats};
 use crate::zone::Record;
 use crate::Websockify;
@@ -54,6 +54,30 @@ pub struct Session {
     pub rfb: Option<RfbSession>,
     /// `websockify_record`'s file while the session is recorded.
     pub record_file: Option<RecordFile>,
+}
+
+/// The RFB login in progress (request/login.rs drives it): the machine, the server's bytes
+/// it has not consumed yet, and what is still to be written (it may hold the password:
+/// wiped when dropped).
+pub struct Login {
+    pub machine: Machine,
+    pub input: Vec<u8>,
+    pub out: Secret,
+    pub sent: usize,
+    /// The machine asked for TLS once the output is written.
+    pub tls: Option<Tls>,
+    /// TLS has started and its handshake is under way.
+    pub handshaking: bool,
+    /// Logged in with this type once the output is written (3.7's None choice is the
+    /// last byte, with nothing to read after it).
+    pub done: Option<Security>,
+}
+
+impl Login {
+    /// Waiting for the TLS handshake (its handler resumes the login), not for the socket.
+    pub fn handshaking(&self) -> bool {
+        self.handshaking
+    }
 }
 
 /// An RFB session the gateway logged in to.
