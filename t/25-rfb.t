@@ -56,6 +56,7 @@ $c->send(ws_frame(payload => "\x03\x00\x00\x00\x00\x00\x03\x20\x02\x58"));
 is unpack('H*', $t->wait_data(10, 5)), '03000000000003200258', "$T: then bytes pass unchanged";
 $c->send(ws_close_frame(1000));
 close_ok($c, 1000, 'clean close');
+$c->close;   # nginx writes the access log line once its lingering close ends
 my $log = wait_until(sub { my $l = access_log_text('rfb.log'); $l =~ /\n/ ? $l : undef }, 5) // '';
 is $log, "101|vnc|lab desk|11\n", "$T: the variables";
 unlike error_log_text() . $log, qr/s3cret/, "$T: the password is in no log";

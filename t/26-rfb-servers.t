@@ -98,6 +98,7 @@ is $c->{status}, 101, "$T: 101";
 browser_sees($c, 'xvnc-vncauth');
 $c->send(ws_close_frame(1000));
 close_ok($c, 1000, 'clean close');
+$c->close;   # nginx writes the access log line once its lingering close ends
 my $log = wait_until(sub { my $l = access_log_text('rfb.log'); $l =~ /\n/ ? $l : undef }, 5) // '';
 is $log, "101|vnc|xvnc-vncauth\n", "$T: the access log names the type and the desktop";
 --- no_error_log
@@ -350,3 +351,34 @@ is $c->{status}, 101, "$T: listed: 101";
 browser_sees($c, 'xvnc-plain-clear');
 --- error_log eval
 qr/\[error\] .*no allowed security type: the VNC server offered VeNCrypt subtypes plain/
+
+
+
+=== TEST 14: a group whose first server's VeNCrypt certificate does not verify: the next one logs in afresh
+--- skip_eval: 7: $::Skip_reason
+--- http_config
+    upstream vnc {
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        server 127.0.0.1:$TEST_NGINX_RAND_PORT_2;
+    }
+--- config
+    location /ws {
+        websockify_pass vnc;
+        websockify_rfb_password gw-pass;
+        websockify_rfb_security x509vnc;
+        websockify_ssl_verify on;
+        websockify_ssl_trusted_certificate $TEST_NGINX_PKI_CA;
+        websockify_ssl_name vnc.test;
+    }
+--- ws_test
+xvnc(1, 'xvnc-wrong-ca', '-SecurityTypes', 'X509Vnc', '-PasswordFile', $ENV{TEST_NGINX_VNC_PASSWD},
+    '-X509Cert', $::Pki->{wrong_ca}, '-X509Key', $::Pki->{key});
+xvnc(2, 'xvnc-good', '-SecurityTypes', 'X509Vnc', '-PasswordFile', $ENV{TEST_NGINX_VNC_PASSWD},
+    '-X509Cert', $::Pki->{server}, '-X509Key', $::Pki->{key});
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101 from the second server";
+browser_sees($c, 'xvnc-good');
+--- error_log eval
+qr/\[error\] .*certificate verify error/
+--- no_error_log
+[alert]

@@ -57,7 +57,8 @@ sub WsTest::Run::side {
 
 sub WsTest::Run::record_info {
     my ($path) = @_;
-    my $out = `python3 scripts/record-info --json $path 2>&1`;
+    my $tool = repo_root() . '/scripts/record-info';
+    my $out = `python3 $tool --json $path 2>&1`;
     require JSON::PP;
     return eval { JSON::PP::decode_json($out) } // { error => $out };
 }
@@ -85,6 +86,7 @@ $c->send(ws_frame(payload => 'typed secret'));
 is $c->read_data(12, 5), 'typed secret', "$T: echo";
 $c->send(ws_close_frame(1000));
 close_ok($c, 1000, 'clean close');
+$c->close;   # nginx writes the access log line once its lingering close ends
 my $id = wait_until(sub { my $l = access_log_text('rec.log'); $l =~ /^(\S+)\n/ ? $1 : undef }, 5);
 ok $id, "$T: the session id";
 my ($header, $records, $complete) = read_recording("$::Dir/$id.rec");

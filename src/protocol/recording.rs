@@ -10,8 +10,9 @@
 //! The header names the session (`session`, `target`, `location`, `start` in Unix
 //! milliseconds, `input`: whether client bytes are recorded). Records hold the payload
 //! as the client received it (for an RFB session the gateway logged in for, its
-//! handshake with security None first) and, with input recorded, what it sent that
-//! reached the server. A file cut off anywhere reads up to its last complete record.
+//! handshake with security None first) and, with input recorded, the payload the client
+//! sent, as it sent it (a view-only session's dropped input included: what was tried).
+//! A file cut off anywhere reads up to its last complete record.
 
 use std::fmt::Write;
 

@@ -736,7 +736,9 @@ unsafe fn wait(s: &mut Session, stage: Stage) {
                 (*(*t).read).handler = Some(ngx_http_empty_handler);
             }
             Stage::Tls => (*(*t).ssl).handler = Some(handshake_handler),
-            Stage::Login if s.login.as_ref().is_some_and(|l| l.handshaking()) => {
+            Stage::Login
+                if !(*t).ssl.is_null() && s.login.as_ref().is_some_and(|l| l.handshaking()) =>
+            {
                 (*(*t).ssl).handler = Some(login_handshake_handler);
             }
             Stage::Login => {
@@ -913,6 +915,9 @@ unsafe fn next_upstream(s: &mut Session, status: HTTPStatus, why: Option<&str>) 
 /// # Safety
 /// As for `finalize`, and the request's upstream exists.
 unsafe fn peer_failed(s: &mut Session, status: HTTPStatus, why: Option<&str>) -> bool {
+    // The next server starts its login afresh (a failed VeNCrypt TLS leaves one behind).
+    s.login = None;
+    s.tls_anonymous = false;
     // SAFETY: see # Safety.
     let pc = unsafe { s.peer() };
     let log = s.log();

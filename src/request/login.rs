@@ -120,6 +120,15 @@ pub unsafe fn resume(s: &mut Session) -> Step {
             }
         }
         if let Some(tls) = login.tls.take() {
+            // Bytes that came in clear after the go-ahead are no part of the TLS session
+            // (injected ones, as against STARTTLS).
+            if !login.input.is_empty() {
+                return fail(
+                    s,
+                    HTTPStatus::BAD_GATEWAY,
+                    "the VNC server sent data before the VeNCrypt TLS handshake",
+                );
+            }
             // SAFETY: see # Safety.
             return unsafe { start_tls(s, tls) };
         }
@@ -188,8 +197,12 @@ unsafe fn flush(t: *mut ngx_connection_t, login: &mut Login) -> Result<bool, ()>
 /// # Safety
 /// `t` is the connected target.
 unsafe fn wait_read(t: *mut ngx_connection_t) -> Step {
-    // SAFETY: see # Safety.
-    if unsafe { ngx_handle_read_event((*t).read, 0) } != Status::NGX_OK.0 {
+    // SAFETY: see # Safety. With level-triggered events the write event, ready since the
+    // connect, would fire on and on: it goes until there is something to write.
+    if unsafe {
+        ngx_handle_read_event((*t).read, 0) != Status::NGX_OK.0
+            || ngx_handle_write_event((*t).write, 0) != Status::NGX_OK.0
+    } {
         return Step::Local;
     }
     Step::Pending

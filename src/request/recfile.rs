@@ -147,9 +147,9 @@ mod threads {
 
     use ngx::core::Status;
     use ngx::ffi::{
-        ngx_create_pool, ngx_cycle, ngx_destroy_pool, ngx_event_t, ngx_log_t, ngx_pool_t,
-        ngx_post_event, ngx_posted_events, ngx_thread_pool_t, ngx_thread_task_alloc,
-        ngx_thread_task_post, ngx_thread_task_t,
+        ngx_add_timer, ngx_connection_t, ngx_create_pool, ngx_cycle, ngx_destroy_pool, ngx_event_t,
+        ngx_log_t, ngx_msec_t, ngx_pool_t, ngx_post_event, ngx_posted_events, ngx_thread_pool_t,
+        ngx_thread_task_alloc, ngx_thread_task_post, ngx_thread_task_t,
     };
 
     use super::{failure, os_error, PoolEvent, MAX_PENDING};
@@ -283,6 +283,8 @@ mod threads {
             let queue = unsafe { &mut *q };
             queue.wake = ptr::null_mut();
             queue.event = None;
+            // SAFETY: this worker's own counter and timer.
+            unsafe { keep_worker_alive(1) };
             if queue.busy() {
                 return;
             }
@@ -301,8 +303,45 @@ mod threads {
                 ptr::drop_in_place((*queue.task).ctx as *mut Job);
                 ngx_destroy_pool(queue.pool);
                 drop(queue);
+                keep_worker_alive(-1);
             }
         }
+    }
+
+    /// Released queues still writing, and the timer that keeps an exiting worker alive
+    /// until they are done: nginx leaves once only cancelable timers remain, and nothing
+    /// else holds the worker for a session that has ended (nginx's own thread writes keep
+    /// their request blocked instead). Workers are single-threaded: plain statics.
+    static mut RELEASED: usize = 0;
+    // SAFETY: an all-zero ngx_event_t is an idle, non-cancelable event.
+    static mut KEEPALIVE: ngx_event_t = unsafe { core::mem::zeroed() };
+    // nginx's debug log reads a timer's `data` as a connection (ngx_event_ident).
+    // SAFETY: an all-zero connection is only read for its fd here.
+    static mut NO_CONNECTION: ngx_connection_t = unsafe { core::mem::zeroed() };
+    const KEEPALIVE_EVERY: ngx_msec_t = 100;
+
+    /// # Safety
+    /// Called in the worker's thread only.
+    unsafe fn keep_worker_alive(delta: isize) {
+        // SAFETY: see # Safety; the statics are this worker's.
+        unsafe {
+            RELEASED = RELEASED.saturating_add_signed(delta);
+            let ev = &mut *ptr::addr_of_mut!(KEEPALIVE);
+            if RELEASED > 0 && ev.timer_set() == 0 {
+                ev.handler = Some(keepalive_handler);
+                ev.log = (*ngx_cycle).log;
+                (*ptr::addr_of_mut!(NO_CONNECTION)).fd = -1;
+                ev.data = ptr::addr_of_mut!(NO_CONNECTION).cast();
+                ngx_add_timer(ev, KEEPALIVE_EVERY);
+            }
+        }
+    }
+
+    /// # Safety
+    /// nginx calls it with KEEPALIVE.
+    unsafe extern "C" fn keepalive_handler(_ev: *mut ngx_event_t) {
+        // SAFETY: see # Safety.
+        unsafe { keep_worker_alive(0) };
     }
 
     /// In a pool thread: the write, nothing else (no nginx calls, no allocation).

@@ -5,6 +5,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,6 +47,7 @@ pub unsafe fn open(
     {
         return if required { Err(Refused) } else { Ok(None) };
     }
+    let os_path = std::ffi::OsStr::from_bytes(value.as_bytes()).to_owned();
     let path = String::from_utf8_lossy(value.as_bytes()).into_owned();
     let header = Header {
         session: s.id().unwrap_or_default(),
@@ -63,7 +65,7 @@ pub unsafe fn open(
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&path)
+        .open(&os_path)
         .and_then(|mut f| f.write_all(&header).map(|()| f));
     match opened {
         // SAFETY: see # Safety; the pool is null or this cycle's.
