@@ -203,6 +203,7 @@ unlink "$::Full/o.rec";
 
 
 === TEST 5: a worker killed mid-session leaves a file readable up to its last complete record
+--- skip_eval: 6: $ENV{TEST_NGINX_USE_VALGRIND} ? 'no master process under valgrind: the worker is nginx itself' : undef
 --- config
     location /ws {
         websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -232,6 +233,7 @@ qr/\[alert\] .*exited on signal 9/
 
 
 === TEST 6: a reload with a live recording: the old worker goes on recording to the end
+--- skip_eval: 5: $ENV{TEST_NGINX_USE_VALGRIND} ? 'no master process under valgrind: no old worker to go on' : undef
 --- config
     location /ws {
         websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
