@@ -26,6 +26,8 @@ BEGIN {
     $ENV{TEST_NGINX_FULL_DIR} = $Full;
 }
 END { system("umount $Full 2>/dev/null") if !$FullSkip }
+# A test stopped by a signal still runs END (the umount above, the mock servers' stop).
+$SIG{$_} = sub { exit 1 } for qw(TERM INT HUP);
 
 our $NoThreads;
 BEGIN {
