@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use crate::protocol::json::quote as json_str;
 use crate::relay::core::Cause;
 
 /// Bytes of text kept in a fixed-size field (shared memory holds no pointers).
@@ -367,22 +368,6 @@ fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

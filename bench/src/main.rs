@@ -867,28 +867,23 @@ fn nginx_conf(cfg: &Cfg, k: Kind, dir: &Path) -> String {
         ),
         _ => String::new(),
     };
-    // The same relay again, the module logging in to an RFB target first.
-    let rfb_server = if k == Kind::Module {
-        format!(
-            "  server {{\n    listen 127.0.0.1:{};\n    location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      \
-             websockify_rfb_password \"\";\n      websockify_buffer_size {b};\n    }}\n  }}\n",
-            cfg.rfb_port(),
-            cfg.rfb_target_port()
+    // The same relay again, the module logging in to an RFB target first, and again
+    // recording each session to a file in the work directory.
+    let (rfb_server, record_server) = if k == Kind::Module {
+        let rec = format!(
+            "websockify_record {d}/rec/rec-$websockify_session_id.rec;\n      websockify_record_input on;"
+        );
+        (
+            module_server(
+                cfg.rfb_port(),
+                cfg.rfb_target_port(),
+                "websockify_rfb_password \"\";",
+                b,
+            ),
+            module_server(cfg.record_port(), cfg.raw_port(), &rec, b),
         )
     } else {
-        String::new()
-    };
-    // And again recording each session to a file in the work directory.
-    let record_server = if k == Kind::Module {
-        format!(
-            "  server {{\n    listen 127.0.0.1:{};\n    location /websockify {{\n      websockify_pass 127.0.0.1:{};\n      \
-             websockify_record {d}/rec/rec-$websockify_session_id.rec;\n      websockify_record_input on;\n      \
-             websockify_buffer_size {b};\n    }}\n  }}\n",
-            cfg.record_port(),
-            cfg.raw_port()
-        )
-    } else {
-        String::new()
+        (String::new(), String::new())
     };
     match k {
         Kind::Module | Kind::Zone => format!(
@@ -929,6 +924,14 @@ fn nginx_conf(cfg: &Cfg, k: Kind, dir: &Path) -> String {
             cfg.ws_port(),
         ),
     }
+}
+
+/// One more server of the module's nginx: a relay to `target` with `extra` directives.
+fn module_server(port: u16, target: u16, extra: &str, buffer: usize) -> String {
+    format!(
+        "  server {{\n    listen 127.0.0.1:{port};\n    location /websockify {{\n      websockify_pass 127.0.0.1:{target};\n      \
+         {extra}\n      websockify_buffer_size {buffer};\n    }}\n  }}\n"
+    )
 }
 
 /// A throwaway certificate for the TLS front (the peers do not verify it), then the front.

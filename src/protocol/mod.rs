@@ -7,6 +7,7 @@
 pub mod allow;
 pub mod codec;
 pub mod handshake;
+pub mod json;
 pub mod proxy_protocol;
 pub mod recording;
 pub mod rfb;

@@ -16,6 +16,8 @@
 
 use std::fmt::Write;
 
+use super::json::quote as json_str;
+
 pub const MAGIC: &[u8; 8] = b"NGXWSREC";
 pub const VERSION: u8 = 1;
 /// Direction bytes.
@@ -53,23 +55,6 @@ impl Header<'_> {
         out.extend_from_slice(json.as_bytes());
         out
     }
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Records waiting for the file, appended in the format above.

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_connection_t, ngx_handle_read_event, ngx_handle_write_event, ngx_http_complex_value,
-    ngx_http_get_flushed_variable, ngx_str_t, NGX_LOG_ERR,
+    ngx_connection_t, ngx_handle_read_event, ngx_handle_write_event, ngx_http_get_flushed_variable,
+    NGX_LOG_ERR,
 };
 use ngx::http::HTTPStatus;
 use ngx::ngx_log_error;
@@ -78,13 +78,7 @@ unsafe fn credential(s: &Session, c: Option<&Credential>) -> Result<Secret, ()> 
             }
         }
         Some(Credential::Value(cv)) => {
-            let mut value = ngx_str_t::default();
-            // SAFETY: see # Safety; nginx only reads cv.
-            if unsafe { ngx_http_complex_value(s.r, cv as *const _ as *mut _, &mut value) }
-                != Status::NGX_OK.0
-            {
-                return Err(());
-            }
+            let value = s.evaluate(cv).ok_or(())?;
             let secret = Secret::new(value.as_bytes().to_vec());
             if value.len > 0 && value.data != cv.value.data {
                 // SAFETY: an evaluation result nginx allocated for this request.
@@ -321,13 +315,7 @@ pub unsafe fn view_only(s: &Session) -> Result<bool, ()> {
         None | Some(ViewOnly::Off) => Ok(false),
         Some(ViewOnly::On) => Ok(true),
         Some(ViewOnly::Var(cv)) => {
-            let mut value = ngx_str_t::default();
-            // SAFETY: see # Safety; nginx only reads cv.
-            if unsafe { ngx_http_complex_value(s.r, cv as *const _ as *mut _, &mut value) }
-                != Status::NGX_OK.0
-            {
-                return Err(());
-            }
+            let value = s.evaluate(cv).ok_or(())?;
             Ok(matches!(value.as_bytes(), b"on" | b"1" | b"yes"))
         }
     }

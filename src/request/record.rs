@@ -9,8 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ngx::core::Status;
-use ngx::ffi::{ngx_http_complex_value, ngx_str_t, NGX_LOG_ERR};
+use ngx::ffi::NGX_LOG_ERR;
 use ngx::ngx_log_error;
 
 use super::recfile::{failure, os_error, PoolEvent, RecordFile, MAX_PENDING};
@@ -40,13 +39,9 @@ pub unsafe fn open(
         return Ok(None);
     };
     let required = conf.required != 0;
-    let mut value = ngx_str_t::default();
-    // SAFETY: see # Safety; nginx only reads cv.
-    if unsafe { ngx_http_complex_value(s.r, cv as *const _ as *mut _, &mut value) }
-        != Status::NGX_OK.0
-    {
+    let Some(value) = s.evaluate(cv) else {
         return if required { Err(Refused) } else { Ok(None) };
-    }
+    };
     let os_path = std::ffi::OsStr::from_bytes(value.as_bytes()).to_owned();
     let path = String::from_utf8_lossy(value.as_bytes()).into_owned();
     let header = Header {
@@ -113,7 +108,6 @@ fn thread_pool(_: &Session) -> *mut ngx::ffi::ngx_thread_pool_t {
 /// Hands what the relay recorded to the file when enough waits, a second has passed, or
 /// `all`. A failed write ends the recording (and, when it is required, the session: true).
 pub fn flush(s: &mut Session, now: Msec, all: bool) -> bool {
-    let log = s.log();
     let (Some(relay), Some(file)) = (s.relay.as_mut(), s.record_file.as_mut()) else {
         return false;
     };
@@ -131,28 +125,33 @@ pub fn flush(s: &mut Session, now: Msec, all: bool) -> bool {
             relay.record_behind(behind);
             false
         }
-        Err(why) => {
-            failure(log, &file.path, &why, file.required);
-            relay.record_failed(file.required);
-            let ended = file.required;
-            s.record_file = None;
-            ended
-        }
+        Err(why) => give_up(s, &why),
     }
+}
+
+/// The recording cannot be written (why): one line, then the session goes on without it,
+/// or ends when it is required (true).
+fn give_up(s: &mut Session, why: &str) -> bool {
+    let log = s.log();
+    let Some(file) = s.record_file.take() else {
+        return false;
+    };
+    failure(log, &file.path, why, file.required);
+    if let Some(relay) = s.relay.as_mut() {
+        relay.record_failed(file.required);
+    }
+    file.required
 }
 
 /// Acts on what the thread pool reported: a failed write (logged here, once), or writes
 /// that caught up (the relay reads again).
 pub fn check(s: &mut Session) {
-    let log = s.log();
     let (Some(relay), Some(file)) = (s.relay.as_mut(), s.record_file.as_mut()) else {
         return;
     };
     match file.take_event() {
         Some(PoolEvent::Failed(why)) => {
-            failure(log, &file.path, &why, file.required);
-            relay.record_failed(file.required);
-            s.record_file = None;
+            give_up(s, &why);
         }
         Some(PoolEvent::CaughtUp) => relay.record_behind(false),
         None => {}

@@ -11,11 +11,11 @@ use ngx::core::Status;
 use ngx::ffi::{
     ngx_add_timer, ngx_connection_t, ngx_current_msec, ngx_cycle, ngx_del_timer,
     ngx_delete_posted_event, ngx_event_t, ngx_handle_read_event, ngx_handle_write_event,
-    ngx_http_block_reading, ngx_http_cleanup_add, ngx_http_complex_value,
-    ngx_http_finalize_request, ngx_http_output_filter, ngx_http_request_empty_handler,
-    ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_log_t, ngx_msec_t,
-    ngx_parse_time, ngx_pcalloc, ngx_pid, ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_str_t,
-    ngx_tcp_nodelay, ngx_time, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
+    ngx_http_block_reading, ngx_http_cleanup_add, ngx_http_finalize_request,
+    ngx_http_output_filter, ngx_http_request_empty_handler, ngx_http_request_t,
+    ngx_http_run_posted_requests, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_parse_time, ngx_pcalloc,
+    ngx_pid, ngx_pool_cleanup_add, ngx_resolve_name_done, ngx_tcp_nodelay, ngx_time, NGX_LOG_ERR,
+    NGX_LOG_INFO, NGX_LOWLEVEL_BUFFERED,
 };
 use ngx::http::{HTTPStatus, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
@@ -183,13 +183,9 @@ fn lifetime(s: &Session) -> Result<Option<Msec>, Failed> {
         Some(Lifetime::Fixed(ms)) => return Ok(Some(*ms as Msec)),
         Some(Lifetime::Var(cv)) => cv,
     };
-    let mut value = ngx_str_t::default();
-    // SAFETY: r is live (Session invariant); cv a value compiled by set_session_timeout.
-    if unsafe { ngx_http_complex_value(s.r, ptr::from_ref(cv).cast_mut(), &mut value) }
-        != Status::NGX_OK.0
-    {
+    let Some(mut value) = s.evaluate(cv) else {
         return Err(Failed);
-    }
+    };
     if value.as_bytes() == b"off" {
         return Ok(None);
     }

@@ -8,6 +8,8 @@ use ngx::ffi::{
     ngx_resolver_ctx_t, ngx_shm_zone_t,
 };
 
+use ngx::core::Status;
+use ngx::ffi::{ngx_http_complex_value, ngx_http_complex_value_t, ngx_str_t};
 use ngx::http::{HttpModule, Request};
 
 use super::recfile::RecordFile;
@@ -146,6 +148,16 @@ impl Session {
     pub fn log(&self) -> *mut ngx_log_t {
         // SAFETY: a live request's connection is live.
         unsafe { (*self.client()).log }
+    }
+
+    /// A value compiled in the location, evaluated for this request (in its pool); None
+    /// when nginx could not (it has logged why).
+    pub fn evaluate(&self, cv: &ngx_http_complex_value_t) -> Option<ngx_str_t> {
+        let mut value = ngx_str_t::default();
+        // SAFETY: r is live (invariant); nginx only reads the compiled value.
+        let rc =
+            unsafe { ngx_http_complex_value(self.r, ptr::from_ref(cv).cast_mut(), &mut value) };
+        (rc == Status::NGX_OK.0).then_some(value)
     }
 
     pub fn conf(&self) -> &LocConf {
