@@ -616,6 +616,36 @@ fn hold(
     (held.len(), out, err)
 }
 
+/// kB per idle session through the module's recorded server, its recordings then deleted.
+fn hold_recorded(cfg: &Cfg, peer: &Running, points: &[usize]) -> io::Result<f64> {
+    let ep = Endpoint {
+        port: cfg.record_port(),
+        path: "/websockify",
+        rfb: false,
+    };
+    let t = Instant::now();
+    let (held, per, err) = hold(&ep, peer, points);
+    let files = recorded_bytes(&cfg.work.join(Kind::Module.name()).join("rec"));
+    eprintln!(
+        "  {:<34} {:<10} {held} held in {:.1}s, kB/session {}, {files} bytes in recordings",
+        "idle recorded sessions",
+        Kind::Module.name(),
+        t.elapsed().as_secs_f64(),
+        per.first()
+            .copied()
+            .flatten()
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or("-".into())
+    );
+    if let Some(e) = err {
+        return Err(bad(e));
+    }
+    per.first()
+        .copied()
+        .flatten()
+        .ok_or_else(|| bad("no sessions held"))
+}
+
 fn release_target(port: u16) {
     let r = (|| -> io::Result<()> {
         let mut s = TcpStream::connect(("127.0.0.1", port))?;
@@ -1433,6 +1463,18 @@ fn run_main(args: &[String]) -> io::Result<i32> {
         ratio: false,
         goal: "≤ 12 kB",
     });
+    // The module only: the same idle sessions, each recorded (its file and recorder).
+    metrics.push(Metric {
+        key: "mem_rec".into(),
+        label: format!(
+            "memory per idle recorded session at {} sessions (kB)",
+            points.first().copied().unwrap_or(0)
+        ),
+        unit: "kB",
+        lower_better: true,
+        ratio: false,
+        goal: "",
+    });
     metrics.push(Metric {
         key: "held".into(),
         label: "idle sessions held, each echo-verified".into(),
@@ -1607,7 +1649,7 @@ fn run_main(args: &[String]) -> io::Result<i32> {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
-            values[mem_first + 2][pi][round] = Some(held as f64);
+            values[mem_first + 3][pi][round] = Some(held as f64);
             for (j, v) in per.iter().enumerate() {
                 values[mem_first + j][pi][round] = *v;
             }
@@ -1619,6 +1661,16 @@ fn run_main(args: &[String]) -> io::Result<i32> {
             }
             r.stop();
             release_target(cfg.raw_port());
+            if k == Kind::Module {
+                // Fresh again: memory freed by the sessions above would be reused.
+                let rec = start(&cfg, k).and_then(|r| {
+                    let kb = hold_recorded(&cfg, &r, &points[..1]);
+                    r.stop();
+                    kb
+                });
+                release_target(cfg.raw_port());
+                record(mem_first + 2, pi, rec, "recorded sessions", &mut values);
+            }
         }
     }
     if let Some(f) = front {
