@@ -38,7 +38,11 @@ BEGIN {
 # A recording read back: (header JSON, [[dir, ms, bytes], ...], complete).
 sub WsTest::Run::read_recording {
     my ($path) = @_;
-    my $data = slurp($path) // return;
+    return WsTest::Run::parse_recording(slurp($path) // return);
+}
+
+sub WsTest::Run::parse_recording {
+    my ($data) = @_;
     return if substr($data, 0, 9) ne "NGXWSREC\x01";
     my $hlen = unpack('N', substr($data, 9, 4));
     my $header = substr($data, 13, $hlen);
@@ -346,3 +350,63 @@ is $f && $f->{code}, 1011, "$T: close 1011";
 $c->close;
 unlink "$::Full/pool-full.rec";
 like error_log_text(), qr/\[error\] .*websockify: writing recording "[^"]*pool-full\.rec" failed: \(28: No space left on device\), ending the session \(websockify_record_required\)/, "$T: the line";
+
+
+
+=== TEST 10: a worker told to quit writes out what its thread pool still holds for sessions that ended
+--- skip_eval: 5: $ENV{TEST_NGINX_USE_VALGRIND} ? 'no master process under valgrind' : $::NoThreads
+--- main_config
+    load_module $TEST_NGINX_WEBSOCKIFY_SO;
+    thread_pool recordings threads=1;
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_record $TEST_NGINX_REC_DIR/slow.fifo;
+        aio threads=recordings;
+        aio_write on;
+    }
+    location = /ok { return 200 "ok\n"; }
+--- request
+GET /ok
+--- response_body
+ok
+--- ws_test
+# nginx is told to quit here, so the block's request comes first, not after the ws_test.
+# A FIFO no one reads yet is a disk that takes writes slowly: once its 64 KiB are full, the
+# pool's write waits, and the chunks behind it wait in the worker.
+use Fcntl qw(O_RDONLY O_NONBLOCK);
+my $fifo = "$::Dir/slow.fifo";
+unlink $fifo;
+POSIX::mkfifo($fifo, 0666) or die "mkfifo: $!";
+sysopen(my $rd, $fifo, O_RDONLY | O_NONBLOCK) or die "open $fifo: $!";
+my $n = 200 * 1024;
+my $t = mock_target(port => rand_port(1), send => ['slow', $n], close_after_send => 1);
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101";
+is length $c->read_data($n, 10), $n, "$T: relayed";
+close_ok($c, 1000, 'the target closed');
+$c->close;   # nothing of the session is left to keep the worker: no lingering close
+sleep 0.3;
+my $pid = slurp("$ENV{TEST_NGINX_SERVROOT}/logs/nginx.pid") // slurp('t/servroot/logs/nginx.pid');
+chomp $pid;
+kill 'QUIT', $pid;
+sleep 0.5;
+# Now drain it: the worker closes the file after its last write, then exits.
+my ($data, $deadline) = ('', time + 10);
+while (time < $deadline) {
+    my $rin = '';
+    vec($rin, fileno $rd, 1) = 1;
+    select(my $rout = $rin, undef, undef, 0.2) or next;
+    my $got = sysread($rd, my $buf, 65536);
+    last if defined $got && $got == 0;
+    $data .= $buf if $got;
+}
+close $rd;
+unlink $fifo;
+ok wait_until(sub { !kill 0, $pid }, 10), "$T: nginx has quit";
+my ($header, $records, $complete) = parse_recording($data);
+ok $complete, "$T: complete (" . length($data) . " bytes)";
+ok side($records, 0) eq prng_bytes('slow', $n), "$T: every byte the client got, in order";
+--- no_error_log
+[error]
+[alert]
