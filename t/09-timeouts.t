@@ -141,8 +141,8 @@ SKIP: {
     my $c = WsTest::Client->new(WsTest::_connect_sock(), 0);
     $c->send(ws_request());
     ok wait_until(sub { error_log_text() =~ /connect to 127\.0\.0\.1:$port, fd:/ }, 5), "$T: connecting";
-    sleep 0.2;
-    my @t = epoll_timers_after(qr/connect to 127\.0\.0\.1:$port, fd:/);
+    my @t;
+    wait_until { @t = epoll_timers_after(qr/connect to 127\.0\.0\.1:$port, fd:/) } 5;
     is $t[0], 60000, "$T: the worker then waits 60000 ms for the connect" or diag "@t";
     $c->close;
 }
@@ -168,8 +168,8 @@ SKIP: {
     my $c = ws_connect(rcvbuf => 4096);
     is $c->{status}, 101, "$T: 101";
     ok wait_until(sub { $t->sent(1) > 1 << 20 }, 10), "$T: the target flooded until it could not";
-    sleep 0.2;
-    my @t = epoll_timers_after(qr/connect to 127\.0\.0\.1:$port, fd:/);
+    my @t;
+    wait_until { @t = epoll_timers_after(qr/connect to 127\.0\.0\.1:$port, fd:/); grep { $_ == 60000 } @t } 5;
     ok((grep { $_ == 60000 } @t), "$T: the worker waits 60000 ms once the client is blocked")
         or diag "@t";
     $c->close;

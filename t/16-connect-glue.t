@@ -276,7 +276,12 @@ sleep 0.2;
 close $idle;
 sleep 0.2;
 $c->send(ws_request());
-sleep 0.5;
+# The connect must be pending when the shutdown starts: a debug build says when.
+if (`$Test::Nginx::Util::NginxBinary -V 2>&1` =~ /--with-debug/) {
+    ok wait_until(sub { error_log_text() =~ /connect to 127\.0\.0\.1:$port, fd:/ }, 5), "$T: connecting";
+} else {
+    sleep 1;
+}
 kill 'QUIT', $workers[0];
 ok $c->wait_eof(8), "$T: the client connection closed";
 unlike $c->{buf}, qr{^HTTP/1\.1 101}, "$T: no 101";

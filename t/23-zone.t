@@ -104,7 +104,9 @@ my @old = map { ws_connect() } 1 .. 3;
 $_->read_data(12, 5) for @old;
 my %old_pids = map { $_->{pid} => 1 } @{ main::status()->{sessions} };
 kill 'HUP', main::master_pid();
-sleep 1;
+# The new workers take connections once the old ones stopped listening.
+ok wait_until(sub { !grep { (slurp("/proc/$_/cmdline") // '') !~ /shutting down/ } keys %old_pids }, 10),
+    "$T: the old workers are shutting down";
 my @new = map { ws_connect() } 1 .. 2;
 $_->read_data(12, 5) for @new;
 my $j = main::status();
@@ -166,9 +168,11 @@ for my $c (@c) {
     $c->send(ws_frame(payload => 'abcd'));
     $c->read_data(4, 5);
 }
-# The owners write their sessions' bytes to the zone every 500 ms.
-ok wait_until(sub { main::status()->{bytes_from_client} == 24 }, 5), "$T: bytes written to the zone";
-my $before = main::status();
+# The owners write their sessions' bytes to the zone every 500 ms; a write between a
+# session's read and its echo holds one total but not yet the other.
+my $before;
+ok wait_until(sub { $before = main::status(); $before->{bytes_from_client} == 24 && $before->{bytes_to_client} == 6 * 16 }, 5),
+    "$T: bytes written to the zone";
 is $before->{bytes_to_client}, 6 * 16, "$T: bytes to clients";
 my $victim = $before->{sessions}[0]{pid};
 my $n = grep { $_->{pid} == $victim } @{ $before->{sessions} };

@@ -821,6 +821,8 @@ sub mock_target {
 sub spawn_server {
     my %o = @_;
     my $dir = File::Temp::tempdir("$o{name}-XXXXXX", DIR => $TMP, CLEANUP => 1);
+    # A socket left by a server that was killed would look like this one listening.
+    unlink $o{socket} if $o{socket} && -S $o{socket} && !_unix_connects($o{socket});
     my $pid = fork();
     die "fork: $!" if !defined $pid;
     if ($pid == 0) {
@@ -830,15 +832,21 @@ sub spawn_server {
         open STDIN, '<', '/dev/null';
         exec @{ $o{cmd} } or POSIX::_exit(127);
     }
-    my $t = bless { pid => $pid, dir => $dir, opts => {} }, 'WsTest::Target';
+    # Stopped with TERM first: X servers then remove their sockets and lock files.
+    my $t = bless { pid => $pid, dir => $dir, opts => { term => 1 } }, 'WsTest::Target';
     push @TARGETS, $t;
     my $up = wait_until(sub {
-        return -S $o{socket} if $o{socket};
+        return _unix_connects($o{socket}) if $o{socket};
         IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $o{port}, Proto => 'tcp')
     }, 20);
     my $where = $o{socket} // $o{port};
     die "$o{name} did not listen on $where: " . (slurp("$dir/out.log") // '') . "\n" if !$up;
     return $t;
+}
+
+sub _unix_connects {
+    my ($path) = @_;
+    return IO::Socket::UNIX->new(Peer => $path, Type => Socket::SOCK_STREAM());
 }
 
 sub stop_all_targets {
@@ -1140,6 +1148,12 @@ sub wait_eof {
 sub stop {
     my $self = shift;
     return if !$self->{pid};
+    if ($self->{opts}{term}) {
+        kill 'TERM', -$self->{pid};
+        my $deadline = Time::HiRes::time() + 2;
+        Time::HiRes::sleep(0.02) while waitpid($self->{pid}, POSIX::WNOHANG()) == 0
+            && Time::HiRes::time() < $deadline;
+    }
     kill 'KILL', -$self->{pid};
     kill 'KILL', $self->{pid};
     waitpid($self->{pid}, 0);
