@@ -138,6 +138,9 @@ like $header, qr/"input":true/, "$T: the header says input is recorded";
 is side($records, 0), "RFB 003.008\n\x01\x01\0\0\0\0$init", "$T: what the browser saw: the gateway's None handshake, then ServerInit";
 is side($records, 1), "RFB 003.008\n\x01\x00$keys", "$T: what it sent";
 unlike slurp("$::Dir/input.rec"), qr/pw/, "$T: no password in the recording";
+is_deeply [map { $_->[2] } grep { $_->[0] == 2 } @$records],
+    ['{"rfb_version":"RFB 003.008","client_version":"RFB 003.008","security":"none","width":800,"height":600,"desktop":"audited desk"}'],
+    "$T: the session info record: what the browser's handshake showed it";
 my $info = record_info("$::Dir/input.rec");
 is $info->{desktop}, 'audited desk', "$T: record-info: the desktop";
 is $info->{rfb_version}, 'RFB 003.008', "$T: record-info: the version";
@@ -410,3 +413,39 @@ ok side($records, 0) eq prng_bytes('slow', $n), "$T: every byte the client got, 
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 11: the browser logs in itself (VncAuth through the relay): the session info record follows it
+--- config
+    location /ws {
+        websockify_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        websockify_record $TEST_NGINX_REC_DIR/own-login.rec;
+    }
+--- ws_test
+my $t = mock_target(port => rand_port(1), rfb => { types => [2], password => 'own', desktop => "his \"desk\"" });
+my $c = ws_connect();
+is $c->{status}, 101, "$T: 101";
+is $c->read_data(12, 5), "RFB 003.008\n", "$T: version";
+$c->send(ws_frame(payload => "RFB 003.008\n"));
+is unpack('H*', $c->read_data(2, 5)), '0102', "$T: VncAuth offered";
+$c->send(ws_frame(payload => "\x02"));
+my $challenge = $c->read_data(16, 5);
+$c->send(ws_frame(payload => WsTest::_vnc_des('own', $challenge)));
+is unpack('H*', $c->read_data(4, 5)), '00000000', "$T: logged in";
+$c->send(ws_frame(payload => "\x01"));
+my $init = $c->read_data(24 + 11, 5);
+is substr($init, 24), 'his "desk"', "$T: ServerInit";
+$c->send(ws_close_frame(1000));
+close_ok($c, 1000, 'clean close');
+my ($header, $records, $complete) = read_recording("$::Dir/own-login.rec");
+ok $complete, "$T: complete";
+my @info = map { $_->[2] } grep { $_->[0] == 2 } @$records;
+is_deeply \@info,
+    ['{"rfb_version":"RFB 003.008","client_version":"RFB 003.008","security":"vnc","width":800,"height":600,"desktop":"his \\"desk\\""}'],
+    "$T: one session info record";
+is side($records, 0), "RFB 003.008\n\x01\x02$challenge\0\0\0\0$init", "$T: and the stream as the browser got it";
+my $info = record_info("$::Dir/own-login.rec");
+is "$info->{security} $info->{width}x$info->{height} $info->{desktop}", 'vnc 800x600 his "desk"', "$T: record-info reads it";
+--- no_error_log
+[error]

@@ -1,6 +1,7 @@
 //! The recording reader over arbitrary files, and the writer's records read back. Checks:
 //! no input makes the reader fail other than by saying so, a file cut anywhere reads as
-//! a prefix of the whole, and what the Recorder wrote reads back exactly.
+//! a prefix of the whole, and what the Recorder wrote reads back exactly, with at most
+//! one session info record (when the script's bytes happen to be an RFB handshake).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -46,6 +47,15 @@ fuzz_target!(|data: &[u8]| {
     file.extend(rec.take());
     let got = recording::read(&file).expect("the writer's file reads");
     assert!(got.complete);
-    let got: Vec<_> = got.records.iter().map(|r| (r.dir, r.ms, r.data)).collect();
+    let (info, got): (Vec<_>, Vec<_>) = got
+        .records
+        .iter()
+        .map(|r| (r.dir, r.ms, r.data))
+        .partition(|r| r.0 == recording::SESSION_INFO);
     assert_eq!(got, want);
+    assert!(info.len() <= 1, "more than one session info record");
+    if let Some((_, _, json)) = info.first() {
+        let json = std::str::from_utf8(json).expect("session info is UTF-8");
+        assert!(json.starts_with("{\"rfb_version\":\"RFB ") && json.ends_with('}'));
+    }
 });

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! "NGXWSREC" | version u8 (1) | header length u32 BE | header (JSON, UTF-8)
-//! then records: direction u8 (0: to the client, 1: from the client)
+//! then records: direction u8 (0: to the client, 1: from the client, 2: session info)
 //!               | milliseconds since the start u32 BE | length u32 BE | bytes
 //! ```
 //!
@@ -12,17 +12,23 @@
 //! as the client received it (for an RFB session the gateway logged in for, its
 //! handshake with security None first) and, with input recorded, the payload the client
 //! sent, as it sent it (a view-only session's dropped input included: what was tried).
-//! A file cut off anywhere reads up to its last complete record.
+//! The header is written at the 101, before the VNC server has said anything, so what its
+//! handshake showed the client comes in one session info record (JSON) right after the
+//! ServerInit's: the versions, the security type, the framebuffer size and the desktop
+//! name (none when the handshake was not one to follow). A file cut off anywhere reads up
+//! to its last complete record.
 
 use std::fmt::Write;
 
 use super::json::quote as json_str;
+use super::rfb::observe::{Info, Observer};
 
 pub const MAGIC: &[u8; 8] = b"NGXWSREC";
 pub const VERSION: u8 = 1;
 /// Direction bytes.
 pub const TO_CLIENT: u8 = 0;
 pub const FROM_CLIENT: u8 = 1;
+pub const SESSION_INFO: u8 = 2;
 const RECORD_HEAD: usize = 9;
 /// A record's bytes at most: longer runs are split.
 const MAX_RECORD: usize = 1 << 20;
@@ -63,6 +69,8 @@ pub struct Recorder {
     input: bool,
     start: u64,
     now: u64,
+    /// Until the session info record is written (or there is none to write).
+    observer: Option<Observer>,
 }
 
 impl Recorder {
@@ -73,6 +81,7 @@ impl Recorder {
             input,
             start,
             now: start,
+            observer: Some(Observer::new()),
         }
     }
 
@@ -83,11 +92,26 @@ impl Recorder {
 
     pub fn to_client(&mut self, data: &[u8]) {
         self.push(TO_CLIENT, data);
+        self.observe(data, true);
     }
 
     pub fn from_client(&mut self, data: &[u8]) {
         if self.input {
             self.push(FROM_CLIENT, data);
+        }
+        self.observe(data, false);
+    }
+
+    fn observe(&mut self, data: &[u8], down: bool) {
+        let Some(o) = self.observer.as_mut() else {
+            return;
+        };
+        let seen = if down { o.down(data) } else { o.up(data) };
+        if o.is_over() {
+            self.observer = None;
+        }
+        if let Some(info) = seen {
+            self.push(SESSION_INFO, info_json(&info).as_bytes());
         }
     }
 
@@ -111,6 +135,18 @@ impl Recorder {
     pub fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.out)
     }
+}
+
+fn info_json(i: &Info) -> String {
+    format!(
+        "{{\"rfb_version\":{},\"client_version\":{},\"security\":{},\"width\":{},\"height\":{},\"desktop\":{}}}",
+        json_str(&i.server_version),
+        json_str(&i.client_version),
+        json_str(&i.security),
+        i.width,
+        i.height,
+        json_str(&i.desktop)
+    )
 }
 
 /// A record read back.
@@ -154,7 +190,7 @@ pub fn read(file: &[u8]) -> Result<Recording<'_>, ReadError> {
         let Some(data) = body.get(RECORD_HEAD..RECORD_HEAD + n) else {
             break;
         };
-        if body[0] > FROM_CLIENT {
+        if body[0] > SESSION_INFO {
             break;
         }
         records.push(Record {
@@ -241,6 +277,36 @@ mod tests {
             }
         }
         assert_eq!(seen, whole - 1);
+    }
+
+    #[test]
+    fn the_session_info_follows_the_server_init_input_recorded_or_not() {
+        let mut init = vec![0x01, 0x40, 0x00, 0xc8];
+        init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
+        init.extend_from_slice(b"\0\0\0\x06a \"b\"\n");
+        let mut r = Recorder::new(0, false);
+        r.to_client(b"RFB 003.008\n\x01\x01");
+        r.from_client(b"RFB 003.008\n\x01");
+        r.to_client(b"\0\0\0\0");
+        r.from_client(b"\x01");
+        r.at(30);
+        r.to_client(&init);
+        r.to_client(b"\0\0\0\x01");
+        let mut file = sample();
+        file.extend(r.take());
+        let rec = read(&file).unwrap();
+        assert!(rec.complete);
+        let kinds: Vec<u8> = rec.records.iter().skip(3).map(|r| r.dir).collect();
+        assert_eq!(
+            kinds,
+            [TO_CLIENT, TO_CLIENT, TO_CLIENT, SESSION_INFO, TO_CLIENT]
+        );
+        let info = &rec.records[6];
+        assert_eq!(info.ms, 30);
+        assert_eq!(
+            std::str::from_utf8(info.data).unwrap(),
+            r#"{"rfb_version":"RFB 003.008","client_version":"RFB 003.008","security":"none","width":320,"height":200,"desktop":"a \"b\"\u000a"}"#
+        );
     }
 
     #[test]

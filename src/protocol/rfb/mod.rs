@@ -11,6 +11,7 @@
 pub mod filter;
 pub mod greet;
 pub mod login;
+pub mod observe;
 mod wire;
 
 pub use wire::printable;
