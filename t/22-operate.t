@@ -123,7 +123,9 @@ is $bad, 400, "$T: unknown format is 400";
 --- ws_test
 my $t = mock_target(port => rand_port(1), banner => "RFB 003.008\n", echo => 1);
 my ($cross, $worst, %owners) = (0, 0);
-for my $i (1 .. 12) {
+# Twelve sessions, more until both workers had one: which worker accepts is the kernel's
+# choice (under valgrind one may win many times in a row).
+for (my $i = 1; $i <= 12 || (keys %owners < 2 && $i <= 40); $i++) {
     my $c = ws_connect(port => rand_port(3), path => "/websockify?desk=$i");
     is $c->{status}, 101, "$T: session $i";
     $c->read_data(12, 5);
@@ -142,7 +144,7 @@ for my $i (1 .. 12) {
     ok $c->wait_eof(5), "$T: connection closed";
     ok wait_until(sub { $t->eof($i) }, 5), "$T: target closed";
 }
-diag sprintf "revoked within %.3f s at most; %d of 12 across workers", $worst, $cross;
+diag sprintf "revoked within %.3f s at most; %d across workers", $worst, $cross;
 cmp_ok $cross, '>=', 1, "$T: some sessions were revoked from the other worker";
 is scalar(keys %owners), 2, "$T: sessions lived on both workers";
 my $d = http_raw("DELETE /websockify-status/sessions/1-1 HTTP/1.0\r\nHost: x\r\n\r\n", port => rand_port(3));

@@ -104,9 +104,14 @@ my @old = map { ws_connect() } 1 .. 3;
 $_->read_data(12, 5) for @old;
 my %old_pids = map { $_->{pid} => 1 } @{ main::status()->{sessions} };
 kill 'HUP', main::master_pid();
-# The new workers take connections once the old ones stopped listening.
-ok wait_until(sub { !grep { (slurp("/proc/$_/cmdline") // '') !~ /shutting down/ } keys %old_pids }, 10),
-    "$T: the old workers are shutting down";
+# The new workers take connections once the old ones stopped listening (under valgrind,
+# without a master process, nginx itself reloads and never says so in its title).
+if ($ENV{TEST_NGINX_USE_VALGRIND}) {
+    sleep 1;
+} else {
+    ok wait_until(sub { !grep { (slurp("/proc/$_/cmdline") // '') !~ /shutting down/ } keys %old_pids }, 10),
+        "$T: the old workers are shutting down";
+}
 my @new = map { ws_connect() } 1 .. 2;
 $_->read_data(12, 5) for @new;
 my $j = main::status();
